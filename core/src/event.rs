@@ -1,0 +1,81 @@
+//! The event log: every committed mutation appends one [`Event`] in the same transaction, with
+//! a gap-free sequence number and each changed field's before and after value. Plugins, audit
+//! history, timelines and webhooks all read from it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::entity::EntityKind;
+use crate::id::Id;
+use crate::value::Value;
+
+/// What happened to the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// The record was created.
+    Created,
+    /// Some of its fields changed.
+    Updated,
+    /// It was deleted.
+    Deleted,
+}
+
+/// One field's change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Field name (`stage`, `custom.tier`).
+    pub field: String,
+    /// The value before (`null` on create).
+    pub before: Value,
+    /// The value after (`null` on delete).
+    pub after: Value,
+}
+
+/// One committed change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log, starting at 1, without gaps.
+    pub seq: u64,
+    /// The record's kind.
+    pub kind: EntityKind,
+    /// The record's id.
+    pub id: Id,
+    /// What happened.
+    pub op: Operation,
+    /// The fields that changed.
+    pub changes: Vec<FieldChange>,
+    /// Who made the change (a user id, `api`, `demo`, later a plugin id).
+    pub actor: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Fields whose change is bookkeeping, not news: left out of event diffs.
+const NOT_DIFFED: &[&str] = &["updated_at"];
+
+/// The changed fields between two field maps (see [`crate::entity::field_map`]).
+pub fn diff(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for k in keys {
+        if NOT_DIFFED.contains(&k.as_str()) {
+            continue;
+        }
+        let b = before.get(k).cloned().unwrap_or_default();
+        let a = after.get(k).cloned().unwrap_or_default();
+        if b != a && !(b.is_empty() && a.is_empty()) {
+            out.push(FieldChange {
+                field: k.clone(),
+                before: b,
+                after: a,
+            });
+        }
+    }
+    out
+}

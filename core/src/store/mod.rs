@@ -1,0 +1,393 @@
+//! The store: a redb file, one writer thread that group-commits, and snapshot reads.
+//!
+//! Writes go through [`Store::submit`]: the command joins a queue; the writer thread takes
+//! everything waiting (up to a batch limit), applies each command in one write transaction,
+//! commits once (one fsync) and only then answers each caller. A command that fails
+//! validation fails alone; the rest of its batch commits. Reads open their own read
+//! transaction and never wait for the writer.
+
+mod read;
+pub mod tables;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+
+pub use self::write::{Command, Input, Outcome};
+use self::read::Reader;
+use self::tables::{FORMAT_KEY, FORMAT_VERSION, META, encode};
+use self::write::{Ctx, Tables};
+use crate::clock::{Clock, SystemClock};
+use crate::custom::FieldDef;
+use crate::entity::{AnyRecord, EntityKind};
+use crate::error::{Error, StoreError};
+use crate::event::Event;
+use crate::id::{Id, IdGenerator};
+use crate::pipeline::Pipeline;
+use crate::query::{Page, Query, TimelineItem};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "kith.redb";
+
+/// Who is making a change, as recorded in the event log.
+pub type Actor = String;
+
+/// How to open a store.
+pub struct StoreConfig {
+    /// The data directory; created if missing.
+    pub dir: PathBuf,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// The most commands committed in one transaction. 1 turns group commit off (one
+    /// transaction and one fsync per command), which exists to measure what group commit buys.
+    pub max_batch: usize,
+}
+
+impl StoreConfig {
+    /// Defaults: system clock, group commit on with batches of up to 1,024 commands.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            clock: Arc::new(SystemClock),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The callback that receives a command's result once its batch is durable.
+pub type Reply = Box<dyn FnOnce(Result<Outcome, Error>) + Send>;
+
+struct Job {
+    cmd: Command,
+    actor: Actor,
+    reply: Reply,
+}
+
+struct Shared {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    path: PathBuf,
+}
+
+/// A handle to the store; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    queue: Arc<RwLock<Option<Sender<Job>>>>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `config.dir`.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let dir = &config.dir;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::InUse { path }),
+            Err(DatabaseError::Storage(redb::StorageError::Io(source))) => {
+                return Err(StoreError::Directory { path, source });
+            }
+            Err(e) => return Err(StoreError::Redb(e.into())),
+        };
+        let next_seq = init(&db, &path, config.clock.as_ref())?;
+        let shared = Arc::new(Shared {
+            db,
+            clock: config.clock,
+            path,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = shared.clone();
+        let max_batch = config.max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name("kith-writer".to_owned())
+            .spawn(move || writer_loop(&writer_shared, &rx, max_batch, next_seq))
+            .map_err(|source| StoreError::Directory {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Store {
+            shared,
+            queue: Arc::new(RwLock::new(Some(tx))),
+            writer: Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &dyn Clock {
+        self.shared.clock.as_ref()
+    }
+
+    /// Queues a command; `reply` runs on the writer thread once the command's batch has
+    /// committed durably (or with the command's own error). It must not block.
+    pub fn submit(&self, cmd: Command, actor: &str, reply: Reply) {
+        let queue = self.queue.read().unwrap_or_else(|p| p.into_inner());
+        let job = Job {
+            cmd,
+            actor: actor.to_owned(),
+            reply,
+        };
+        match queue.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(job)) = tx.send(job) {
+                    (job.reply)(Err(Error::ShuttingDown));
+                }
+            }
+            None => (job.reply)(Err(Error::ShuttingDown)),
+        }
+    }
+
+    /// Runs one command and waits for it to be durable. Blocks the calling thread.
+    pub fn execute(&self, cmd: Command, actor: &str) -> Result<Outcome, Error> {
+        self.execute_all(vec![cmd], actor)
+            .pop()
+            .unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    /// Queues many commands at once (they share batches) and waits for all of them.
+    pub fn execute_all(&self, cmds: Vec<Command>, actor: &str) -> Vec<Result<Outcome, Error>> {
+        let receivers: Vec<Receiver<Result<Outcome, Error>>> = cmds
+            .into_iter()
+            .map(|cmd| {
+                let (tx, rx) = mpsc::sync_channel(1);
+                self.submit(
+                    cmd,
+                    actor,
+                    Box::new(move |r| {
+                        // The receiver is waiting below, so this send cannot find it gone.
+                        let _ = tx.send(r);
+                    }),
+                );
+                rx
+            })
+            .collect();
+        receivers
+            .into_iter()
+            .map(|rx| rx.recv().unwrap_or(Err(Error::ShuttingDown)))
+            .collect()
+    }
+
+    fn reader(&self) -> Result<Reader, Error> {
+        Ok(Reader::new(self.shared.db.begin_read()?))
+    }
+
+    /// One record.
+    pub fn get(&self, kind: EntityKind, id: Id) -> Result<AnyRecord, Error> {
+        self.reader()?.get(kind, id)
+    }
+
+    /// A page of records.
+    pub fn list(&self, kind: EntityKind, q: &Query) -> Result<Page<AnyRecord>, Error> {
+        self.reader()?.list(kind, q)
+    }
+
+    /// How many records match the query's filters (its sort and paging are ignored).
+    pub fn count(&self, kind: EntityKind, q: &Query) -> Result<u64, Error> {
+        self.reader()?.count(kind, q)
+    }
+
+    /// Everything that touched a record, newest first.
+    pub fn timeline(
+        &self,
+        kind: EntityKind,
+        id: Id,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<TimelineItem>, Error> {
+        self.reader()?.timeline(kind, id, limit, cursor)
+    }
+
+    /// Events with a sequence number above `after`, oldest first.
+    pub fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, Error> {
+        self.reader()?.events(after, limit)
+    }
+
+    /// The sequence number of the newest event (0 when the log is empty).
+    pub fn last_event_seq(&self) -> Result<u64, Error> {
+        self.reader()?.last_seq()
+    }
+
+    /// Checks that every secondary index matches the records exactly; returns one line per
+    /// discrepancy (none means consistent).
+    pub fn verify_indexes(&self) -> Result<Vec<String>, Error> {
+        self.reader()?.verify()
+    }
+
+    /// The custom fields of a kind.
+    pub fn field_defs(&self, kind: EntityKind) -> Result<Vec<FieldDef>, Error> {
+        self.reader()?.field_defs(kind)
+    }
+
+    /// All pipelines.
+    pub fn pipelines(&self) -> Result<Vec<Pipeline>, Error> {
+        self.reader()?.pipelines()
+    }
+
+    /// The number of records of each kind.
+    pub fn counts(&self) -> Result<Vec<(EntityKind, u64)>, Error> {
+        let r = self.reader()?;
+        EntityKind::ALL
+            .into_iter()
+            .map(|k| Ok((k, r.count_all(k)?)))
+            .collect()
+    }
+
+    /// Stops taking writes, lets the writer finish every queued command, and waits for it.
+    /// Later writes fail with [`Error::ShuttingDown`]; the file closes when the last handle
+    /// is dropped.
+    pub fn close(&self) {
+        self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("the writer thread panicked while closing");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.shared.path).finish()
+    }
+}
+
+/// Creates the tables and default pipeline in a new file, or checks an existing file's
+/// format version. Returns the next event sequence number.
+fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = match meta.get(FORMAT_KEY)? {
+            Some(v) => {
+                let bytes: [u8; 4] = v.value().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "format version".to_owned(),
+                    reason: "not 4 bytes".to_owned(),
+                })?;
+                Some(u32::from_le_bytes(bytes))
+            }
+            None => None,
+        };
+        match found {
+            Some(v) if v > FORMAT_VERSION => {
+                return Err(StoreError::NewerFormat {
+                    path: path.to_owned(),
+                    found: v,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
+                let mut pipelines = txn.open_table(tables::PIPELINES)?;
+                let p = Pipeline::default_sales();
+                let bytes = encode(&p)?;
+                pipelines.insert(p.key.as_str(), bytes.as_slice())?;
+                tracing::info!(path = %path.display(), at = %clock.now(), "created a new database");
+            }
+        }
+        // Open every table so readers never meet a missing one.
+        for kind in EntityKind::ALL {
+            txn.open_table(tables::records(kind))?;
+        }
+        txn.open_table(tables::UNIQUE)?;
+        txn.open_table(tables::TEXT)?;
+        txn.open_table(tables::REFS)?;
+        txn.open_table(tables::TIME)?;
+        txn.open_table(tables::EVENTS_BY_RECORD)?;
+        txn.open_table(tables::FIELD_DEFS)?;
+        txn.open_table(tables::PIPELINES)?;
+    }
+    let next = {
+        let events = txn.open_table(tables::EVENTS)?;
+        let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        last + 1
+    };
+    txn.commit()?;
+    Ok(next)
+}
+
+fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_seq: u64) {
+    // `recv` keeps returning queued jobs after the senders are gone, so closing drains the
+    // queue before the loop ends.
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(shared, batch, &mut next_seq);
+    }
+}
+
+fn run_batch(shared: &Shared, batch: Vec<Job>, next_seq: &mut u64) {
+    let start_seq = *next_seq;
+    let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
+    let committed = (|| -> Result<(), Error> {
+        let txn = shared.db.begin_write()?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            let ids = IdGenerator::new();
+            for job in batch {
+                let mut ctx = Ctx {
+                    now: shared.clock.now(),
+                    actor: &job.actor,
+                    ids: &ids,
+                    next_seq,
+                };
+                let result = tables.apply(job.cmd, &mut ctx);
+                if let Err(Error::Store(e)) = &result {
+                    // A storage failure may have left partial writes: abort everything.
+                    tracing::error!(error = %e, "storage error inside a batch; aborting it");
+                    let reason = e.to_string();
+                    results.push((job.reply, Err(Error::Store(StoreError::Corrupt {
+                        what: "write batch".to_owned(),
+                        reason: reason.clone(),
+                    }))));
+                    return Err(Error::Store(StoreError::Corrupt {
+                        what: "write batch".to_owned(),
+                        reason,
+                    }));
+                }
+                results.push((job.reply, result));
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    match committed {
+        Ok(()) => {
+            for (reply, result) in results {
+                reply(result);
+            }
+        }
+        Err(e) => {
+            *next_seq = start_seq;
+            let message = e.to_string();
+            for (reply, _) in results {
+                reply(Err(Error::Store(StoreError::Corrupt {
+                    what: "write batch".to_owned(),
+                    reason: message.clone(),
+                })));
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Every redb table, its key and value encoding, and the on-disk format version.
+//!
+//! Records are MessagePack maps with named fields (`rmp_serde::to_vec_named`), so a field added
+//! later reads back from old records as its default. Index tables hold no data of their own:
+//! every entry is derivable from a record, and the store rewrites them in the same
+//! transaction as the record.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `&str` name | bytes (`format_version`: u32 little-endian) |
+//! | `records.<kind>` | id as `u128` | MessagePack record |
+//! | `idx.unique` | (index, value) | id `u128` |
+//! | `idx.text` | (index, value, id) | `()` |
+//! | `idx.ref` | (target id, timeline time µs, source id) | source kind tag `u8` |
+//! | `idx.time` | (index, time µs, id) | `()` |
+//! | `events` | sequence `u64` | MessagePack event |
+//! | `idx.events_by_record` | (record id, sequence) | `()` |
+//! | `field_defs` | (kind, name) | MessagePack field definition |
+//! | `pipelines` | key | MessagePack pipeline |
+
+use redb::TableDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::entity::EntityKind;
+use crate::error::StoreError;
+
+/// The on-disk format this build writes. Bump it with every incompatible change and teach
+/// `Store::open` to migrate from the previous one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Database-wide settings, starting with the format version.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The key of the format version in [`META`].
+pub const FORMAT_KEY: &str = "format_version";
+
+const CONTACTS: TableDefinition<u128, &[u8]> = TableDefinition::new("records.contact");
+const COMPANIES: TableDefinition<u128, &[u8]> = TableDefinition::new("records.company");
+const DEALS: TableDefinition<u128, &[u8]> = TableDefinition::new("records.deal");
+const TICKETS: TableDefinition<u128, &[u8]> = TableDefinition::new("records.ticket");
+const INTERACTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("records.interaction");
+const TASKS: TableDefinition<u128, &[u8]> = TableDefinition::new("records.task");
+
+/// The record table of a kind.
+pub fn records(kind: EntityKind) -> TableDefinition<'static, u128, &'static [u8]> {
+    match kind {
+        EntityKind::Contact => CONTACTS,
+        EntityKind::Company => COMPANIES,
+        EntityKind::Deal => DEALS,
+        EntityKind::Ticket => TICKETS,
+        EntityKind::Interaction => INTERACTIONS,
+        EntityKind::Task => TASKS,
+    }
+}
+
+/// Unique values (contact email, lower-cased) to the id holding them.
+pub const UNIQUE: TableDefinition<(&str, &str), u128> = TableDefinition::new("idx.unique");
+/// Non-unique text values: deal stage and status, ticket status and assignee, company domain.
+pub const TEXT: TableDefinition<(&str, &str, u128), ()> = TableDefinition::new("idx.text");
+/// References between records, ordered by the referencing record's timeline time.
+pub const REFS: TableDefinition<(u128, i64, u128), u8> = TableDefinition::new("idx.ref");
+/// Points in time: task due times.
+pub const TIME: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("idx.time");
+/// The event log.
+pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Events of each record, for timelines and history.
+pub const EVENTS_BY_RECORD: TableDefinition<(u128, u64), ()> =
+    TableDefinition::new("idx.events_by_record");
+/// Custom field definitions.
+pub const FIELD_DEFS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("field_defs");
+/// Deal pipelines.
+pub const PIPELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("pipelines");
+
+/// Encodes a value for storage.
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(v).map_err(|e| StoreError::Corrupt {
+        what: "value to store".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes a stored value; `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: what(),
+        reason: e.to_string(),
+    })
+}

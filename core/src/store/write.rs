@@ -1,0 +1,451 @@
+//! The write path: one [`Command`] applied inside a write transaction shared with the rest of
+//! its batch.
+//!
+//! Every command first reads and validates everything it needs, and only then writes. A
+//! command that fails validation has therefore written nothing, so it can fail alone while
+//! the rest of its batch commits. Only a storage error can fail between writes, and that
+//! aborts the whole transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::tables::{self, decode, encode};
+use crate::clock::Timestamp;
+use crate::custom::{self, FieldDef, NewFieldDef};
+use crate::entity::{
+    AnyRecord, EntityKind, IndexKey, IntoAny, Lookup, Record, all_index_keys, field_map,
+};
+use crate::error::Error;
+use crate::event::{self, Event, FieldChange, Operation};
+use crate::id::{Id, IdGenerator};
+use crate::pipeline::Pipeline;
+use crate::value::Value;
+use crate::with_kind;
+
+/// Field values for a create or a partial update. Fields left out are unchanged (on create:
+/// empty); `Value::Null` clears a field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Input {
+    /// Built-in fields by name.
+    pub fields: BTreeMap<String, Value>,
+    /// Custom fields by name (without the `custom.` prefix).
+    pub custom: BTreeMap<String, Value>,
+}
+
+impl Input {
+    /// An input with the given built-in fields.
+    pub fn with(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Self {
+        Input {
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            custom: BTreeMap::new(),
+        }
+    }
+}
+
+/// A change to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Create a record.
+    Create {
+        /// Its kind.
+        kind: EntityKind,
+        /// Its fields.
+        input: Input,
+    },
+    /// Change some fields of a record.
+    Update {
+        /// Its kind.
+        kind: EntityKind,
+        /// Its id.
+        id: Id,
+        /// The fields to change.
+        input: Input,
+    },
+    /// Delete a record. References to it are cleared; interactions and tasks left linked to
+    /// nothing are deleted with it.
+    Delete {
+        /// Its kind.
+        kind: EntityKind,
+        /// Its id.
+        id: Id,
+    },
+    /// Define a custom field.
+    DefineField {
+        /// The kind it belongs to.
+        kind: EntityKind,
+        /// The definition.
+        def: NewFieldDef,
+    },
+    /// Remove a custom field definition; stored values stay readable as plain data.
+    DeleteField {
+        /// The kind it belongs to.
+        kind: EntityKind,
+        /// Its name.
+        name: String,
+    },
+    /// Create a pipeline, or replace one (stages in use by deals must remain).
+    PutPipeline(Pipeline),
+}
+
+/// What a successful command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The record as stored.
+    Record(AnyRecord),
+    /// The record is gone.
+    Deleted,
+    /// The field definition as stored.
+    Field(FieldDef),
+    /// The pipeline as stored.
+    Pipeline(Pipeline),
+}
+
+/// The tables of one write transaction.
+pub(crate) struct Tables<'t> {
+    records: Vec<Table<'t, u128, &'static [u8]>>,
+    unique: Table<'t, (&'static str, &'static str), u128>,
+    text: Table<'t, (&'static str, &'static str, u128), ()>,
+    refs: Table<'t, (u128, i64, u128), u8>,
+    time: Table<'t, (&'static str, i64, u128), ()>,
+    events: Table<'t, u64, &'static [u8]>,
+    events_by_record: Table<'t, (u128, u64), ()>,
+    fields: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pipelines: Table<'t, &'static str, &'static [u8]>,
+}
+
+/// Per-batch state the writer threads through every command.
+pub(crate) struct Ctx<'a> {
+    pub now: Timestamp,
+    pub actor: &'a str,
+    pub ids: &'a IdGenerator,
+    /// The next event sequence number; advanced only by commands that write.
+    pub next_seq: &'a mut u64,
+}
+
+impl<'t> Tables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, Error> {
+        let mut records = Vec::with_capacity(EntityKind::ALL.len());
+        for kind in EntityKind::ALL {
+            records.push(txn.open_table(tables::records(kind))?);
+        }
+        Ok(Tables {
+            records,
+            unique: txn.open_table(tables::UNIQUE)?,
+            text: txn.open_table(tables::TEXT)?,
+            refs: txn.open_table(tables::REFS)?,
+            time: txn.open_table(tables::TIME)?,
+            events: txn.open_table(tables::EVENTS)?,
+            events_by_record: txn.open_table(tables::EVENTS_BY_RECORD)?,
+            fields: txn.open_table(tables::FIELD_DEFS)?,
+            pipelines: txn.open_table(tables::PIPELINES)?,
+        })
+    }
+
+    fn table(&self, kind: EntityKind) -> &Table<'t, u128, &'static [u8]> {
+        &self.records[usize::from(kind.tag() - 1)]
+    }
+
+    fn table_mut(&mut self, kind: EntityKind) -> &mut Table<'t, u128, &'static [u8]> {
+        &mut self.records[usize::from(kind.tag() - 1)]
+    }
+
+    fn load<R: Record>(&self, id: Id) -> Result<Option<R>, Error> {
+        match self.table(R::KIND).get(id.as_u128())? {
+            Some(bytes) => Ok(Some(decode(bytes.value(), || {
+                format!("{} {id}", R::KIND)
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn field_defs(&self, kind: EntityKind) -> Result<Vec<FieldDef>, Error> {
+        super::read::field_defs(&self.fields, kind)
+    }
+
+    /// Runs one command.
+    pub(crate) fn apply(&mut self, cmd: Command, ctx: &mut Ctx<'_>) -> Result<Outcome, Error> {
+        match cmd {
+            Command::Create { kind, input } => {
+                with_kind!(kind, R => self.create::<R>(input, ctx).map(|r| Outcome::Record(r.into_any())))
+            }
+            Command::Update { kind, id, input } => {
+                with_kind!(kind, R => self.update::<R>(id, input, ctx).map(|r| Outcome::Record(r.into_any())))
+            }
+            Command::Delete { kind, id } => self.delete(kind, id, ctx).map(|()| Outcome::Deleted),
+            Command::DefineField { kind, def } => self.define_field(kind, def, ctx.now),
+            Command::DeleteField { kind, name } => self.delete_field(kind, &name),
+            Command::PutPipeline(p) => self.put_pipeline(p),
+        }
+    }
+
+    fn create<R: Record>(&mut self, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
+        let id = ctx.ids.next(&ctx.now);
+        let mut r = R::blank(id, ctx.now);
+        for (k, v) in input.fields {
+            r.set(&k, v)?;
+        }
+        let defs = self.field_defs(R::KIND)?;
+        custom::apply(&defs, r.custom_mut(), input.custom, self, R::KIND)?;
+        r.prepare(None, ctx.now, self)?;
+        let keys = all_index_keys(&r);
+        self.check_unique(&keys, id)?;
+        // Validation is complete: from here on only storage errors can occur.
+        self.put(&r)?;
+        self.add_keys(R::KIND, id, &keys)?;
+        let changes = event::diff(&BTreeMap::new(), &field_map(&r));
+        self.append(ctx, R::KIND, id, Operation::Created, changes)?;
+        Ok(r)
+    }
+
+    fn update<R: Record>(&mut self, id: Id, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
+        let before: R = self.load(id)?.ok_or(Error::NotFound { kind: R::KIND, id })?;
+        let mut r = before.clone();
+        for (k, v) in input.fields {
+            r.set(&k, v)?;
+        }
+        let defs = self.field_defs(R::KIND)?;
+        let mut custom_values = r.custom().clone();
+        custom::apply(&defs, &mut custom_values, input.custom, self, R::KIND)?;
+        *r.custom_mut() = custom_values;
+        r.prepare(Some(&before), ctx.now, self)?;
+        let changes = event::diff(&field_map(&before), &field_map(&r));
+        if changes.is_empty() {
+            return Ok(before);
+        }
+        r.touch(ctx.now);
+        let old_keys = all_index_keys(&before);
+        let new_keys = all_index_keys(&r);
+        self.check_unique(&new_keys, id)?;
+        self.put(&r)?;
+        self.swap_keys(R::KIND, id, &old_keys, &new_keys)?;
+        self.append(ctx, R::KIND, id, Operation::Updated, changes)?;
+        Ok(r)
+    }
+
+    fn delete(&mut self, kind: EntityKind, id: Id, ctx: &mut Ctx<'_>) -> Result<(), Error> {
+        if self.table(kind).get(id.as_u128())?.is_none() {
+            return Err(Error::NotFound { kind, id });
+        }
+        // Deleting can cascade (an interaction left linked to nothing goes too), so work
+        // through a queue; `seen` stops cycles through custom reference fields.
+        let mut queue = vec![(kind, id)];
+        let mut seen = BTreeSet::new();
+        while let Some((kind, id)) = queue.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let mut referrers = Vec::new();
+            for entry in self.refs.range((id.as_u128(), i64::MIN, 0)..=(id.as_u128(), i64::MAX, u128::MAX))? {
+                let (key, tag) = entry?;
+                let (_, _, source) = key.value();
+                if let Some(k) = EntityKind::from_tag(tag.value()) {
+                    referrers.push((k, Id::from_u128(source)));
+                }
+            }
+            referrers.sort();
+            referrers.dedup();
+            with_kind!(kind, R => self.remove::<R>(id, ctx))?;
+            for (k, source) in referrers {
+                if seen.contains(&source) {
+                    continue;
+                }
+                let orphaned = with_kind!(k, R => self.unlink::<R>(source, id, ctx))?;
+                if orphaned {
+                    queue.push((k, source));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove<R: Record>(&mut self, id: Id, ctx: &mut Ctx<'_>) -> Result<(), Error> {
+        let Some(before) = self.load::<R>(id)? else {
+            return Ok(());
+        };
+        let keys = all_index_keys(&before);
+        self.table_mut(R::KIND).remove(id.as_u128())?;
+        self.remove_keys(R::KIND, id, &keys)?;
+        let changes = event::diff(&field_map(&before), &BTreeMap::new());
+        self.append(ctx, R::KIND, id, Operation::Deleted, changes)
+    }
+
+    /// Clears `source`'s references to `target`. Returns true when `source` is an interaction
+    /// or task left linked to nothing, which the caller then deletes.
+    fn unlink<R: Record>(&mut self, source: Id, target: Id, ctx: &mut Ctx<'_>) -> Result<bool, Error> {
+        let Some(before) = self.load::<R>(source)? else {
+            return Ok(false);
+        };
+        let mut r = before.clone();
+        if !r.clear_reference(target) {
+            return Ok(false);
+        }
+        let linked = matches!(R::KIND, EntityKind::Interaction | EntityKind::Task);
+        if linked && r.references().is_empty() {
+            return Ok(true);
+        }
+        r.touch(ctx.now);
+        let changes = event::diff(&field_map(&before), &field_map(&r));
+        self.put(&r)?;
+        self.swap_keys(R::KIND, source, &all_index_keys(&before), &all_index_keys(&r))?;
+        self.append(ctx, R::KIND, source, Operation::Updated, changes)?;
+        Ok(false)
+    }
+
+    fn check_unique(&self, keys: &[IndexKey], id: Id) -> Result<(), Error> {
+        for key in keys {
+            if let IndexKey::Unique { index, value } = key {
+                if let Some(holder) = self.unique.get((*index, value.as_str()))? {
+                    let holder = Id::from_u128(holder.value());
+                    if holder != id {
+                        let field = index.rsplit('.').next().unwrap_or(index);
+                        return Err(Error::Conflict {
+                            field: field.to_owned(),
+                            message: format!("'{value}' is already used by {holder}"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put<R: Record>(&mut self, r: &R) -> Result<(), Error> {
+        let bytes = encode(r)?;
+        self.table_mut(R::KIND).insert(r.id().as_u128(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn swap_keys(&mut self, kind: EntityKind, id: Id, old: &[IndexKey], new: &[IndexKey]) -> Result<(), Error> {
+        let gone: Vec<IndexKey> = old.iter().filter(|k| !new.contains(k)).cloned().collect();
+        let added: Vec<IndexKey> = new.iter().filter(|k| !old.contains(k)).cloned().collect();
+        self.remove_keys(kind, id, &gone)?;
+        self.add_keys(kind, id, &added)
+    }
+
+    fn add_keys(&mut self, kind: EntityKind, id: Id, keys: &[IndexKey]) -> Result<(), Error> {
+        let raw = id.as_u128();
+        for key in keys {
+            match key {
+                IndexKey::Unique { index, value } => {
+                    self.unique.insert((*index, value.as_str()), raw)?;
+                }
+                IndexKey::Text { index, value } => {
+                    self.text.insert((*index, value.as_str(), raw), ())?;
+                }
+                IndexKey::Ref { target, time } => {
+                    self.refs.insert((target.as_u128(), *time, raw), kind.tag())?;
+                }
+                IndexKey::Time { index, time } => {
+                    self.time.insert((*index, *time, raw), ())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_keys(&mut self, _kind: EntityKind, id: Id, keys: &[IndexKey]) -> Result<(), Error> {
+        let raw = id.as_u128();
+        for key in keys {
+            match key {
+                IndexKey::Unique { index, value } => {
+                    self.unique.remove((*index, value.as_str()))?;
+                }
+                IndexKey::Text { index, value } => {
+                    self.text.remove((*index, value.as_str(), raw))?;
+                }
+                IndexKey::Ref { target, time } => {
+                    self.refs.remove((target.as_u128(), *time, raw))?;
+                }
+                IndexKey::Time { index, time } => {
+                    self.time.remove((*index, *time, raw))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        kind: EntityKind,
+        id: Id,
+        op: Operation,
+        changes: Vec<FieldChange>,
+    ) -> Result<(), Error> {
+        let seq = *ctx.next_seq;
+        let event = Event {
+            seq,
+            kind,
+            id,
+            op,
+            changes,
+            actor: ctx.actor.to_owned(),
+            at: ctx.now,
+        };
+        let bytes = encode(&event)?;
+        self.events.insert(seq, bytes.as_slice())?;
+        self.events_by_record.insert((id.as_u128(), seq), ())?;
+        *ctx.next_seq += 1;
+        Ok(())
+    }
+
+    fn define_field(&mut self, kind: EntityKind, def: NewFieldDef, now: Timestamp) -> Result<Outcome, Error> {
+        let def = def.into_def(kind, now)?;
+        if self.fields.get((kind.name(), def.name.as_str()))?.is_some() {
+            return Err(Error::Conflict {
+                field: "name".to_owned(),
+                message: format!("{kind} already has a custom field '{}'", def.name),
+            });
+        }
+        let bytes = encode(&def)?;
+        self.fields.insert((kind.name(), def.name.as_str()), bytes.as_slice())?;
+        Ok(Outcome::Field(def))
+    }
+
+    fn delete_field(&mut self, kind: EntityKind, name: &str) -> Result<Outcome, Error> {
+        if self.fields.remove((kind.name(), name))?.is_none() {
+            return Err(Error::NoSuch {
+                what: "custom field",
+                name: format!("{kind}.{name}"),
+            });
+        }
+        Ok(Outcome::Deleted)
+    }
+
+    fn put_pipeline(&mut self, mut p: Pipeline) -> Result<Outcome, Error> {
+        p.validate()?;
+        if let Some(old) = self.pipelines.get(p.key.as_str())? {
+            let old: Pipeline = decode(old.value(), || format!("pipeline {}", p.key))?;
+            for stage in old.stages.iter().filter(|s| p.stage(&s.key).is_none()) {
+                let in_use = self
+                    .text
+                    .range(("deal.stage", stage.key.as_str(), 0)..=("deal.stage", stage.key.as_str(), u128::MAX))?
+                    .next()
+                    .is_some();
+                if in_use {
+                    return Err(Error::invalid(
+                        "stages",
+                        format!("stage '{}' still has deals; move them before removing it", stage.key),
+                    ));
+                }
+            }
+        }
+        let bytes = encode(&p)?;
+        self.pipelines.insert(p.key.as_str(), bytes.as_slice())?;
+        Ok(Outcome::Pipeline(p))
+    }
+}
+
+impl Lookup for Tables<'_> {
+    fn exists(&self, kind: EntityKind, id: Id) -> Result<bool, Error> {
+        Ok(self.table(kind).get(id.as_u128())?.is_some())
+    }
+
+    fn pipeline(&self, key: &str) -> Result<Option<Pipeline>, Error> {
+        match self.pipelines.get(key)? {
+            Some(b) => Ok(Some(decode(b.value(), || format!("pipeline {key}"))?)),
+            None => Ok(None),
+        }
+    }
+}
