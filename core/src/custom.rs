@@ -60,6 +60,7 @@ pub struct FieldDef {
     /// Label for forms.
     pub label: String,
     /// The value type.
+    #[serde(rename = "type")]
     pub field_type: FieldType,
     /// Whether every record of the kind must have a value.
     pub required: bool,

@@ -1,1 +1,10 @@
-//! x
+//! kith-host: everything between the core and the outside world — the REST API on axum, the
+//! server lifecycle (start, graceful shutdown), demo data and the `kith` command's logic.
+//!
+//! Only this crate talks to axum and tokio; the core stays a plain library.
+
+pub mod api;
+pub mod demo;
+pub mod server;
+
+pub use server::{Running, ServerConfig, StartError, start};

@@ -1,1 +1,87 @@
-fn main(){}
+//! The `kith` command: `kith serve` runs the CRM server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kith_host::{ServerConfig, start};
+use tracing_subscriber::EnvFilter;
+
+/// Kith: a self-hosted CRM.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve {
+        /// Data directory (created if missing).
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, env = "KITH_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Seed realistic demo data on first start (when the database is empty).
+        #[arg(long)]
+        demo: bool,
+        /// Most writes committed per transaction; 1 turns group commit off (for benchmarks).
+        #[arg(long, env = "KITH_MAX_BATCH", default_value_t = 1024, hide = true)]
+        max_batch: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Cmd::Serve {
+            data,
+            addr,
+            demo,
+            max_batch,
+        } => runtime.block_on(async move {
+            let mut config = ServerConfig::new(data.clone(), addr);
+            config.demo = demo;
+            config.max_batch = max_batch;
+            let running = match start(config).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "Kith is serving {} (data in {})",
+                running.url(),
+                data.display()
+            );
+            println!("API: {}/api/v1/health  ·  OpenAPI: {}/api/v1/openapi.json", running.url(), running.url());
+            match running.run_until_signal().await {
+                Ok(()) => {
+                    println!("Kith stopped cleanly.");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error while serving: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}

@@ -1,0 +1,185 @@
+//! Everything that is not a record: health, pipelines, custom field definitions, the event
+//! log and the OpenAPI document.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use kith_core::{Command, EntityKind, NewFieldDef, Outcome, Pipeline};
+use serde::Deserialize;
+use serde_json::{Map, Value as JsonValue, json};
+
+use super::body::JsonObject;
+use super::{ApiError, AppState, read, write};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/pipelines", get(pipelines).post(create_pipeline))
+        .route("/api/v1/pipelines/{key}", get(pipeline).put(put_pipeline))
+        .route("/api/v1/fields/{kind}", get(fields).post(define_field))
+        .route("/api/v1/fields/{kind}/{name}", delete(delete_field))
+        .route("/api/v1/events", get(events))
+}
+
+async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (counts, seq) = read(&state.store, |s| Ok((s.counts()?, s.last_event_seq()?))).await?;
+    let records: Map<String, JsonValue> = counts
+        .into_iter()
+        .map(|(k, n)| (k.plural().to_owned(), json!(n)))
+        .collect();
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "records": records,
+        "last_event_seq": seq,
+    })))
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(super::openapi::document())
+}
+
+async fn pipelines(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let items = read(&state.store, |s| s.pipelines()).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn pipeline(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let all = read(&state.store, |s| s.pipelines()).await?;
+    all.into_iter()
+        .find(|p| p.key == key)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no pipeline '{key}'")))
+}
+
+fn parse_pipeline(body: Map<String, JsonValue>) -> Result<Pipeline, ApiError> {
+    serde_json::from_value(JsonValue::Object(body)).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("not a pipeline: {e} (expected key, name and stages with key, name, probability, outcome)"),
+        )
+    })
+}
+
+async fn create_pipeline(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = parse_pipeline(body)?;
+    let key = p.key.trim().to_ascii_lowercase();
+    let exists = read(&state.store, move |s| {
+        Ok(s.pipelines()?.iter().any(|p| p.key == key))
+    })
+    .await?;
+    if exists {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a pipeline '{}' already exists; PUT /api/v1/pipelines/{} to change it", p.key, p.key),
+        )
+        .with_field("key"));
+    }
+    match write(&state.store, Command::PutPipeline(p)).await? {
+        Outcome::Pipeline(p) => Ok((StatusCode::CREATED, Json(p))),
+        other => Err(ApiError::internal(&format!("put pipeline returned {other:?}"))),
+    }
+}
+
+async fn put_pipeline(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    JsonObject(mut body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    body.insert("key".to_owned(), json!(key));
+    let p = parse_pipeline(body)?;
+    match write(&state.store, Command::PutPipeline(p)).await? {
+        Outcome::Pipeline(p) => Ok(Json(p)),
+        other => Err(ApiError::internal(&format!("put pipeline returned {other:?}"))),
+    }
+}
+
+fn parse_kind(raw: &str) -> Result<EntityKind, ApiError> {
+    EntityKind::parse(raw).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "'{raw}' is not a record kind (use one of {})",
+            EntityKind::ALL.map(EntityKind::plural).join(", ")
+        ))
+    })
+}
+
+async fn fields(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let kind = parse_kind(&raw)?;
+    let defs = read(&state.store, move |s| s.field_defs(kind)).await?;
+    let builtin: Vec<JsonValue> = kind
+        .fields()
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "type": super::openapi::type_name(f.ty),
+                "required": f.required,
+                "read_only": f.read_only,
+                "help": f.doc,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": defs, "builtin": builtin })))
+}
+
+async fn define_field(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let kind = parse_kind(&raw)?;
+    let def: NewFieldDef = serde_json::from_value(JsonValue::Object(body)).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("not a field definition: {e}"),
+        )
+    })?;
+    match write(&state.store, Command::DefineField { kind, def }).await? {
+        Outcome::Field(f) => Ok((StatusCode::CREATED, Json(f))),
+        other => Err(ApiError::internal(&format!("define field returned {other:?}"))),
+    }
+}
+
+async fn delete_field(
+    State(state): State<AppState>,
+    Path((raw, name)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let kind = parse_kind(&raw)?;
+    write(&state.store, Command::DeleteField { kind, name }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = q.after;
+    let items = read(&state.store, move |s| s.events(after, limit)).await?;
+    let next_after = items.last().map_or(after, |e| e.seq);
+    Ok(Json(json!({ "items": items, "next_after": next_after })))
+}

@@ -1,0 +1,232 @@
+//! The OpenAPI 3.1 document, generated from the core's field tables so it cannot drift from
+//! what the API accepts: every record kind's schema comes from `EntityKind::fields()`.
+
+use kith_core::EntityKind;
+use kith_core::schema::{FieldInfo, ValueType};
+use serde_json::{Map, Value as Json, json};
+
+/// A short name of a field type, as shown in `/api/v1/fields/{kind}`.
+pub fn type_name(ty: ValueType) -> &'static str {
+    match ty {
+        ValueType::Text => "text",
+        ValueType::Integer => "integer",
+        ValueType::Decimal => "decimal",
+        ValueType::Bool => "boolean",
+        ValueType::Date => "date",
+        ValueType::DateTime => "datetime",
+        ValueType::Id => "reference",
+        ValueType::IdList => "references",
+        ValueType::TextList => "text_list",
+        ValueType::Choice(_) => "choice",
+    }
+}
+
+fn field_schema(f: &FieldInfo) -> Json {
+    let mut s = match f.ty {
+        ValueType::Text => json!({ "type": ["string", "null"] }),
+        ValueType::Integer => json!({ "type": ["integer", "null"] }),
+        ValueType::Decimal => json!({
+            "type": ["string", "number", "null"],
+            "description": "Exact decimal; returned as a string.",
+        }),
+        ValueType::Bool => json!({ "type": "boolean" }),
+        ValueType::Date => json!({ "type": ["string", "null"], "format": "date" }),
+        ValueType::DateTime => json!({ "type": ["string", "null"], "format": "date-time" }),
+        ValueType::Id => json!({ "type": ["string", "null"], "format": "uuid" }),
+        ValueType::IdList => json!({ "type": "array", "items": { "type": "string", "format": "uuid" } }),
+        ValueType::TextList => json!({ "type": "array", "items": { "type": "string" } }),
+        ValueType::Choice(options) => json!({ "type": ["string", "null"], "enum": options }),
+    };
+    s["description"] = json!(match s.get("description") {
+        Some(extra) => format!("{} {}", f.doc, extra.as_str().unwrap_or("")),
+        None => f.doc.to_owned(),
+    });
+    if f.read_only {
+        s["readOnly"] = json!(true);
+    }
+    s
+}
+
+fn record_schema(kind: EntityKind, writable_only: bool) -> Json {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for f in kind.fields() {
+        if writable_only && f.read_only {
+            continue;
+        }
+        props.insert(f.name.to_owned(), field_schema(&f));
+        if f.required && writable_only {
+            required.push(f.name);
+        }
+    }
+    props.insert(
+        "custom".to_owned(),
+        json!({
+            "type": "object",
+            "description": "Custom field values by name; see /api/v1/fields/{kind}.",
+            "additionalProperties": true,
+        }),
+    );
+    let mut s = json!({ "type": "object", "properties": props });
+    if writable_only {
+        s["additionalProperties"] = json!(false);
+        if !required.is_empty() {
+            s["required"] = json!(required);
+        }
+    }
+    s
+}
+
+fn title(kind: EntityKind) -> String {
+    let name = kind.name();
+    let mut c = name.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn error_responses() -> Json {
+    let err = json!({ "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    json!({
+        "400": { "description": "Malformed request", "content": err["content"] },
+        "404": { "description": "Unknown id", "content": err["content"] },
+        "409": { "description": "Conflict (duplicate email)", "content": err["content"] },
+        "413": { "description": "Body too large", "content": err["content"] },
+        "422": { "description": "Validation failed", "content": err["content"] },
+    })
+}
+
+fn with_errors(mut responses: Json) -> Json {
+    if let (Some(r), Json::Object(errs)) = (responses.as_object_mut(), error_responses()) {
+        for (k, v) in errs {
+            r.entry(k).or_insert(v);
+        }
+    }
+    responses
+}
+
+/// The OpenAPI document.
+pub fn document() -> Json {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    let id_param = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } });
+    let list_params = json!([
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": kith_core::query::MAX_LIMIT }, "description": "Page size (default 50)." },
+        { "name": "cursor", "in": "query", "schema": { "type": "string" }, "description": "next_cursor from the previous page." },
+        { "name": "sort", "in": "query", "schema": { "type": "string" }, "description": "Field to sort by; prefix with - for descending. Default -created_at." },
+        { "name": "q", "in": "query", "schema": { "type": "string" }, "description": "Free-text search over names, emails, domains and subjects." },
+        { "name": "filters", "in": "query", "style": "form", "explode": true, "schema": { "type": "object", "additionalProperties": { "type": "string" } },
+          "description": "Any field as field=value or field[op]=value, op one of eq, ne, gt, gte, lt, lte, contains, in; custom fields as custom.name." },
+    ]);
+    for kind in EntityKind::ALL {
+        let t = title(kind);
+        let plural = kind.plural();
+        schemas.insert(t.clone(), record_schema(kind, false));
+        schemas.insert(format!("{t}Input"), record_schema(kind, true));
+        let record_ref = json!({ "$ref": format!("#/components/schemas/{t}") });
+        let input_ref = json!({ "$ref": format!("#/components/schemas/{t}Input") });
+        let one = json!({ "content": { "application/json": { "schema": record_ref } } });
+        let page = json!({ "content": { "application/json": { "schema": {
+            "type": "object",
+            "properties": { "items": { "type": "array", "items": record_ref }, "next_cursor": { "type": ["string", "null"] } },
+        } } } });
+        let body = json!({ "required": true, "content": { "application/json": { "schema": input_ref } } });
+        paths.insert(format!("/api/v1/{plural}"), json!({
+            "get": { "tags": [plural], "summary": format!("List {plural}"), "parameters": list_params,
+                     "responses": with_errors(json!({ "200": { "description": "A page", "content": page["content"] } })) },
+            "post": { "tags": [plural], "summary": format!("Create a {}", kind.name()), "requestBody": body,
+                      "responses": with_errors(json!({ "201": { "description": "Created", "content": one["content"] } })) },
+        }));
+        paths.insert(format!("/api/v1/{plural}/count"), json!({
+            "get": { "tags": [plural], "summary": format!("Count {plural} matching filters"), "parameters": list_params,
+                     "responses": with_errors(json!({ "200": { "description": "The count", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": { "count": { "type": "integer" } } } } } } })) },
+        }));
+        paths.insert(format!("/api/v1/{plural}/{{id}}"), json!({
+            "parameters": [id_param],
+            "get": { "tags": [plural], "summary": format!("Get a {}", kind.name()),
+                     "responses": with_errors(json!({ "200": { "description": "The record", "content": one["content"] } })) },
+            "patch": { "tags": [plural], "summary": format!("Change some fields of a {}; null clears a field", kind.name()),
+                       "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{t}Input") } } } },
+                       "responses": with_errors(json!({ "200": { "description": "The updated record", "content": one["content"] } })) },
+            "delete": { "tags": [plural], "summary": format!("Delete a {}", kind.name()),
+                        "responses": with_errors(json!({ "204": { "description": "Deleted" } })) },
+        }));
+        paths.insert(format!("/api/v1/{plural}/{{id}}/timeline"), json!({
+            "parameters": [id_param],
+            "get": { "tags": [plural], "summary": "Everything that touched the record, newest first",
+                     "parameters": [list_params[0], list_params[1]],
+                     "responses": with_errors(json!({ "200": { "description": "A page of timeline items" } })) },
+        }));
+    }
+    let simple = |tag: &str, summary: &str| json!({ "tags": [tag], "summary": summary, "responses": with_errors(json!({ "200": { "description": "OK" } })) });
+    paths.insert("/api/v1/health".into(), json!({ "get": simple("meta", "Liveness, version and record counts") }));
+    paths.insert("/api/v1/openapi.json".into(), json!({ "get": simple("meta", "This document") }));
+    paths.insert("/api/v1/events".into(), json!({ "get": {
+        "tags": ["meta"], "summary": "The event log, oldest first",
+        "parameters": [
+            { "name": "after", "in": "query", "schema": { "type": "integer" }, "description": "Return events with seq above this." },
+            { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 1000 } },
+        ],
+        "responses": with_errors(json!({ "200": { "description": "Events and next_after" } })) } }));
+    paths.insert("/api/v1/pipelines".into(), json!({
+        "get": simple("pipelines", "List pipelines and their stages"),
+        "post": { "tags": ["pipelines"], "summary": "Create a pipeline",
+                  "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pipeline" } } } },
+                  "responses": with_errors(json!({ "201": { "description": "Created" } })) },
+    }));
+    paths.insert("/api/v1/pipelines/{key}".into(), json!({
+        "parameters": [{ "name": "key", "in": "path", "required": true, "schema": { "type": "string" } }],
+        "get": simple("pipelines", "Get a pipeline"),
+        "put": { "tags": ["pipelines"], "summary": "Replace a pipeline's name and stages",
+                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pipeline" } } } },
+                 "responses": with_errors(json!({ "200": { "description": "Stored" } })) },
+    }));
+    let kind_param = json!({ "name": "kind", "in": "path", "required": true, "schema": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::plural) } });
+    paths.insert("/api/v1/fields/{kind}".into(), json!({
+        "parameters": [kind_param],
+        "get": simple("fields", "Built-in and custom fields of a record kind"),
+        "post": { "tags": ["fields"], "summary": "Define a custom field",
+                  "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/FieldDefinition" } } } },
+                  "responses": with_errors(json!({ "201": { "description": "Defined" } })) },
+    }));
+    paths.insert("/api/v1/fields/{kind}/{name}".into(), json!({
+        "parameters": [kind_param, { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+        "delete": { "tags": ["fields"], "summary": "Remove a custom field definition (values stay as plain data)",
+                    "responses": with_errors(json!({ "204": { "description": "Removed" } })) },
+    }));
+    schemas.insert("Error".into(), json!({
+        "type": "object",
+        "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+            "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } },
+    }));
+    schemas.insert("Pipeline".into(), json!({
+        "type": "object", "required": ["key", "name", "stages"],
+        "properties": {
+            "key": { "type": "string" }, "name": { "type": "string" },
+            "stages": { "type": "array", "items": { "type": "object", "required": ["key", "probability"], "properties": {
+                "key": { "type": "string" }, "name": { "type": "string" },
+                "probability": { "type": "integer", "minimum": 0, "maximum": 100 },
+                "outcome": { "type": "string", "enum": ["open", "won", "lost"] } } } },
+        },
+    }));
+    schemas.insert("FieldDefinition".into(), json!({
+        "type": "object", "required": ["name", "type"],
+        "properties": {
+            "name": { "type": "string" }, "label": { "type": "string" },
+            "type": { "type": "string", "enum": ["text", "long_text", "number", "integer", "money", "date", "datetime", "boolean", "choice", "multi_choice", "url", "email", "phone", "reference"] },
+            "required": { "type": "boolean" }, "options": { "type": "array", "items": { "type": "string" } },
+            "help": { "type": "string" }, "reference_kind": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::name) },
+        },
+    }));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kith CRM API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Contacts, companies, deals, tickets, interactions and tasks. Errors are {\"error\": {\"code\", \"message\", \"field\"}}.",
+        },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    })
+}

@@ -1,0 +1,182 @@
+//! CRUD, list, count and timeline routes for every record kind:
+//! `/api/v1/{contacts,companies,deals,tickets,interactions,tasks}[/{id}[/timeline]]`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use kith_core::{Command, EntityKind, Filter, FilterOp, Id, Outcome, Query, SortKey};
+use serde_json::json;
+
+use super::body::{JsonObject, to_input};
+use super::{ApiError, AppState, read, write};
+
+pub(super) fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for kind in EntityKind::ALL {
+        let base = format!("/api/v1/{}", kind.plural());
+        router = router
+            .route(
+                &base,
+                get(move |s, q| list(kind, s, q)).post(move |s, b| create(kind, s, b)),
+            )
+            .route(&format!("{base}/count"), get(move |s, q| count(kind, s, q)))
+            .route(
+                &format!("{base}/{{id}}"),
+                get(move |s, p| fetch(kind, s, p))
+                    .patch(move |s, p, b| update(kind, s, p, b))
+                    .delete(move |s, p| remove(kind, s, p)),
+            )
+            .route(
+                &format!("{base}/{{id}}/timeline"),
+                get(move |s, p, q| timeline(kind, s, p, q)),
+            );
+    }
+    router
+}
+
+fn parse_id(kind: EntityKind, raw: &str) -> Result<Id, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::not_found(format!("no {kind} with id '{raw}' (ids are UUIDs)"))
+    })
+}
+
+/// Parses list parameters: `limit`, `cursor`, `sort`, `q`, and filters written `field=value`
+/// or `field[op]=value` with op one of eq, ne, gt, gte, lt, lte, contains, in.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(raw.unwrap_or(""))?;
+    let mut q = Query::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "limit" => {
+                q.limit = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ApiError::bad_request("bad_query", format!("limit: '{value}' is not a positive whole number"))
+                        .with_field("limit")
+                })?;
+            }
+            "cursor" => q.cursor = Some(value),
+            "sort" => q.sort = Some(SortKey::parse(value.trim())),
+            "q" => q.search = Some(value),
+            _ => {
+                let (field, op) = match key.split_once('[') {
+                    Some((field, rest)) => {
+                        let name = rest.strip_suffix(']').unwrap_or(rest);
+                        let op = FilterOp::parse(name).ok_or_else(|| {
+                            ApiError::bad_request(
+                                "bad_query",
+                                format!(
+                                    "{field}: unknown operator '{name}' (use one of {})",
+                                    FilterOp::NAMES.join(", ")
+                                ),
+                            )
+                            .with_field(field)
+                        })?;
+                        (field.to_owned(), op)
+                    }
+                    None => (key.clone(), FilterOp::Eq),
+                };
+                q.filters.push(Filter { field, op, value });
+            }
+        }
+    }
+    Ok(q)
+}
+
+fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let q: axum::extract::Query<Vec<(String, String)>> =
+        axum::extract::Query::try_from_uri(&format!("/?{raw}").parse().map_err(|_| {
+            ApiError::bad_request("bad_query", "the query string is malformed")
+        })?)
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    Ok(q.0)
+}
+
+async fn list(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let q = parse_query(raw.as_deref())?;
+    let page = read(&state.store, move |s| s.list(kind, &q)).await?;
+    Ok(Json(page))
+}
+
+async fn count(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let q = parse_query(raw.as_deref())?;
+    let n = read(&state.store, move |s| s.count(kind, &q)).await?;
+    Ok(Json(json!({ "count": n })))
+}
+
+async fn create(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let input = to_input(body)?;
+    match write(&state.store, Command::Create { kind, input }).await? {
+        Outcome::Record(r) => Ok((StatusCode::CREATED, Json(r))),
+        other => Err(ApiError::internal(&format!("create returned {other:?}"))),
+    }
+}
+
+async fn fetch(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(kind, &raw)?;
+    Ok(Json(read(&state.store, move |s| s.get(kind, id)).await?))
+}
+
+async fn update(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(kind, &raw)?;
+    let input = to_input(body)?;
+    match write(&state.store, Command::Update { kind, id, input }).await? {
+        Outcome::Record(r) => Ok(Json(r)),
+        other => Err(ApiError::internal(&format!("update returned {other:?}"))),
+    }
+}
+
+async fn remove(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(kind, &raw)?;
+    write(&state.store, Command::Delete { kind, id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn timeline(
+    kind: EntityKind,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(kind, &raw)?;
+    let q = parse_query(raw_query.as_deref())?;
+    if let Some(f) = q.filters.first() {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("{}: timelines take only limit and cursor", f.field),
+        )
+        .with_field(f.field.clone()));
+    }
+    let limit = q.limit.clamp(1, 500);
+    let limit = if q.limit == 0 { 100 } else { limit };
+    let page = read(&state.store, move |s| {
+        s.timeline(kind, id, limit, q.cursor.as_deref())
+    })
+    .await?;
+    Ok(Json(page))
+}

@@ -1,0 +1,184 @@
+//! Starting and stopping the server: open the store, seed demo data on first start, bind,
+//! serve, and on shutdown stop accepting, let in-flight requests (and their writes) finish,
+//! then close the database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kith_core::{Clock, Store, StoreConfig, StoreError, SystemClock};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{AppState, app};
+
+/// How to run a server.
+pub struct ServerConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Seed demo data if the database is empty.
+    pub demo: bool,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Most writes per transaction; 1 turns group commit off.
+    pub max_batch: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory and address: system clock, group commit on, no demo.
+    pub fn new(data_dir: impl Into<PathBuf>, addr: SocketAddr) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            addr,
+            demo: false,
+            clock: Arc::new(SystemClock),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Seeding demo data failed.
+    #[error("seeding demo data: {0}")]
+    Demo(kith_core::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A startup task failed.
+    #[error("startup task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A running server.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its store (for tests and tools that want to look inside).
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully: no new connections, in-flight requests finish, the writer drains,
+    /// the database closes.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            // The server task may already have ended; then there is nothing to signal.
+            let _ = tx.send(());
+        }
+        let served = self.task.await.map_err(std::io::Error::other)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(std::io::Error::other)?;
+        served
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops gracefully.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        self.stop().await
+    }
+}
+
+/// Opens the store, seeds demo data if asked and the database is empty, and starts serving.
+pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
+    let store_config = StoreConfig {
+        dir: config.data_dir.clone(),
+        clock: config.clock.clone(),
+        max_batch: config.max_batch,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(store_config)).await??;
+    if config.demo {
+        let s = store.clone();
+        let seeded = tokio::task::spawn_blocking(move || crate::demo::seed_if_empty(&s)).await?;
+        match seeded {
+            Ok(Some(summary)) => tracing::info!("{summary}"),
+            Ok(None) => tracing::info!("database already has data; demo data not added again"),
+            Err(e) => {
+                store.close();
+                return Err(StartError::Demo(e));
+            }
+        }
+    }
+    let listener = match TcpListener::bind(config.addr).await {
+        Ok(l) => l,
+        Err(source) => {
+            store.close();
+            return Err(StartError::Bind {
+                addr: config.addr,
+                source,
+            });
+        }
+    };
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let router = app(AppState {
+        store: store.clone(),
+    });
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                // A dropped sender also means stop.
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        store,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
