@@ -113,7 +113,9 @@ impl NewFieldDef {
         if !is_slug(&name) {
             return Err(Error::invalid(
                 "name",
-                format!("'{name}' must be 1-64 lower-case letters, digits, '-' or '_', starting with a letter"),
+                format!(
+                    "'{name}' must be 1-64 lower-case letters, digits, '-' or '_', starting with a letter"
+                ),
             ));
         }
         if kind.field(&name).is_some() || name == "custom" {
@@ -127,7 +129,10 @@ impl NewFieldDef {
         for o in self.options {
             let o = o.trim().to_owned();
             if o.is_empty() || o.len() > 200 {
-                return Err(Error::invalid("options", "each option must be 1-200 characters"));
+                return Err(Error::invalid(
+                    "options",
+                    "each option must be 1-200 characters",
+                ));
             }
             if options.contains(&o) {
                 return Err(Error::invalid("options", format!("'{o}' is listed twice")));
@@ -135,10 +140,16 @@ impl NewFieldDef {
             options.push(o);
         }
         if choice && options.is_empty() {
-            return Err(Error::invalid("options", "a choice field needs at least one option"));
+            return Err(Error::invalid(
+                "options",
+                "a choice field needs at least one option",
+            ));
         }
         if !choice && !options.is_empty() {
-            return Err(Error::invalid("options", "only choice and multi_choice fields take options"));
+            return Err(Error::invalid(
+                "options",
+                "only choice and multi_choice fields take options",
+            ));
         }
         match (self.field_type, self.reference_kind) {
             (FieldType::Reference, None) => {
@@ -205,7 +216,9 @@ impl FieldDef {
                 .map_err(err)?
                 .map_or(Value::Null, Value::DateTime),
             FieldType::Boolean => Value::Bool(bool::from_value(v).map_err(err)?),
-            FieldType::Choice => Value::Text(self.option(&text(v, schema::MAX_TEXT)?).map_err(err)?),
+            FieldType::Choice => {
+                Value::Text(self.option(&text(v, schema::MAX_TEXT)?).map_err(err)?)
+            }
             FieldType::MultiChoice => {
                 let items = Vec::<String>::from_value(v).map_err(err)?;
                 let mut out = Vec::with_capacity(items.len());
@@ -222,7 +235,9 @@ impl FieldDef {
                 match (id, self.reference_kind) {
                     (Some(id), Some(kind)) => {
                         if !db.exists(kind, id)? {
-                            return Err(err(format!("refers to {kind} {id}, which does not exist")));
+                            return Err(err(format!(
+                                "refers to {kind} {id}, which does not exist"
+                            )));
                         }
                         Value::Ref(id)
                     }
@@ -252,12 +267,16 @@ impl FieldDef {
             | FieldType::MultiChoice => String::from_value(v).map(Value::Text),
             FieldType::Number | FieldType::Money => Decimal::from_value(v).map(Value::Number),
             FieldType::Integer => i64::from_value(v).map(Value::Integer),
-            FieldType::Date => Option::<NaiveDate>::from_value(v).map(|d| d.map_or(Value::Null, Value::Date)),
+            FieldType::Date => {
+                Option::<NaiveDate>::from_value(v).map(|d| d.map_or(Value::Null, Value::Date))
+            }
             FieldType::Datetime => {
                 Option::<Timestamp>::from_value(v).map(|d| d.map_or(Value::Null, Value::DateTime))
             }
             FieldType::Boolean => bool::from_value(v).map(Value::Bool),
-            FieldType::Reference => Option::<Id>::from_value(v).map(|d| d.map_or(Value::Null, Value::Ref)),
+            FieldType::Reference => {
+                Option::<Id>::from_value(v).map(|d| d.map_or(Value::Null, Value::Ref))
+            }
         }
     }
 }
@@ -271,10 +290,13 @@ pub fn apply(
     kind: EntityKind,
 ) -> Result<(), Error> {
     for (name, v) in input {
-        let def = defs.iter().find(|d| d.name == name).ok_or_else(|| Error::UnknownField {
-            kind,
-            field: format!("custom.{name}"),
-        })?;
+        let def = defs
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| Error::UnknownField {
+                kind,
+                field: format!("custom.{name}"),
+            })?;
         match def.convert(v, db)? {
             Value::Null => {
                 custom.remove(&def.name);
@@ -286,7 +308,10 @@ pub fn apply(
     }
     for def in defs.iter().filter(|d| d.required) {
         if custom.get(&def.name).is_none_or(Value::is_empty) {
-            return Err(Error::invalid(format!("custom.{}", def.name), "is required"));
+            return Err(Error::invalid(
+                format!("custom.{}", def.name),
+                "is required",
+            ));
         }
     }
     Ok(())

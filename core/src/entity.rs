@@ -225,8 +225,12 @@ pub trait Record:
     fn get(&self, field: &str) -> Option<Value>;
     /// Normalises, validates, and fills derived fields, given the record as it was before
     /// this write (`None` on create).
-    fn prepare(&mut self, before: Option<&Self>, now: Timestamp, db: &dyn Lookup)
-    -> Result<(), Error>;
+    fn prepare(
+        &mut self,
+        before: Option<&Self>,
+        now: Timestamp,
+        db: &dyn Lookup,
+    ) -> Result<(), Error>;
     /// The references this record holds to other records: (field, kind, id).
     fn references(&self) -> Vec<(&'static str, EntityKind, Id)>;
     /// Removes every reference to `target`; returns whether anything changed.
@@ -587,7 +591,10 @@ fn required(field: &str, empty: bool) -> Result<(), Error> {
 
 fn max_len(field: &str, s: &str, max: usize) -> Result<(), Error> {
     if s.chars().count() > max {
-        Err(Error::invalid(field, format!("is longer than {max} characters")))
+        Err(Error::invalid(
+            field,
+            format!("is longer than {max} characters"),
+        ))
     } else {
         Ok(())
     }
@@ -620,12 +627,7 @@ fn normalize_list(
     Ok(())
 }
 
-fn exists(
-    db: &dyn Lookup,
-    field: &str,
-    kind: EntityKind,
-    id: Option<Id>,
-) -> Result<(), Error> {
+fn exists(db: &dyn Lookup, field: &str, kind: EntityKind, id: Option<Id>) -> Result<(), Error> {
     match id {
         Some(id) if !db.exists(kind, id)? => Err(Error::invalid(
             field,
@@ -635,7 +637,12 @@ fn exists(
     }
 }
 
-fn opt_ref(out: &mut Vec<(&'static str, EntityKind, Id)>, f: &'static str, k: EntityKind, id: Option<Id>) {
+fn opt_ref(
+    out: &mut Vec<(&'static str, EntityKind, Id)>,
+    f: &'static str,
+    k: EntityKind,
+    id: Option<Id>,
+) {
     if let Some(id) = id {
         out.push((f, k, id));
     }
@@ -658,7 +665,12 @@ fn check_refs(db: &dyn Lookup, refs: Vec<(&'static str, EntityKind, Id)>) -> Res
 }
 
 impl Contact {
-    fn prepare_kind(&mut self, _before: Option<&Self>, _now: Timestamp, db: &dyn Lookup) -> Result<(), Error> {
+    fn prepare_kind(
+        &mut self,
+        _before: Option<&Self>,
+        _now: Timestamp,
+        db: &dyn Lookup,
+    ) -> Result<(), Error> {
         if self.first_name.is_empty() && self.last_name.is_empty() && self.email.is_none() {
             return Err(Error::invalid(
                 "first_name",
@@ -713,7 +725,12 @@ impl Contact {
 }
 
 impl Company {
-    fn prepare_kind(&mut self, _before: Option<&Self>, _now: Timestamp, _db: &dyn Lookup) -> Result<(), Error> {
+    fn prepare_kind(
+        &mut self,
+        _before: Option<&Self>,
+        _now: Timestamp,
+        _db: &dyn Lookup,
+    ) -> Result<(), Error> {
         required("name", self.name.is_empty())?;
         max_len("name", &self.name, schema::MAX_TEXT)?;
         normalize_opt("domain", &mut self.domain, schema::domain)?;
@@ -761,13 +778,21 @@ impl Company {
 }
 
 impl Deal {
-    fn prepare_kind(&mut self, before: Option<&Self>, now: Timestamp, db: &dyn Lookup) -> Result<(), Error> {
+    fn prepare_kind(
+        &mut self,
+        before: Option<&Self>,
+        now: Timestamp,
+        db: &dyn Lookup,
+    ) -> Result<(), Error> {
         required("title", self.title.is_empty())?;
         max_len("title", &self.title, schema::MAX_TEXT)?;
         if let Some(amount) = self.amount {
             money::amount(amount).map_err(|m| Error::invalid("amount", m))?;
             if self.currency.is_none() {
-                return Err(Error::invalid("currency", "is required when an amount is given"));
+                return Err(Error::invalid(
+                    "currency",
+                    "is required when an amount is given",
+                ));
             }
         }
         normalize_opt("currency", &mut self.currency, money::currency)?;
@@ -775,7 +800,10 @@ impl Deal {
             self.pipeline = crate::pipeline::DEFAULT_PIPELINE.to_owned();
         }
         let pipeline = db.pipeline(&self.pipeline)?.ok_or_else(|| {
-            Error::invalid("pipeline", format!("there is no pipeline '{}'", self.pipeline))
+            Error::invalid(
+                "pipeline",
+                format!("there is no pipeline '{}'", self.pipeline),
+            )
         })?;
         required("stage", self.stage.is_empty())?;
         self.stage = self.stage.to_ascii_lowercase();
@@ -795,7 +823,8 @@ impl Deal {
             StageOutcome::Won => DealStatus::Won,
             StageOutcome::Lost => DealStatus::Lost,
         };
-        let stage_moved = before.is_none_or(|b| b.stage != self.stage || b.pipeline != self.pipeline);
+        let stage_moved =
+            before.is_none_or(|b| b.stage != self.stage || b.pipeline != self.pipeline);
         if stage_moved || self.stage_changed_at.is_none() {
             self.stage_changed_at = Some(now);
         }
@@ -848,7 +877,12 @@ impl Deal {
 }
 
 impl Ticket {
-    fn prepare_kind(&mut self, before: Option<&Self>, now: Timestamp, db: &dyn Lookup) -> Result<(), Error> {
+    fn prepare_kind(
+        &mut self,
+        before: Option<&Self>,
+        now: Timestamp,
+        db: &dyn Lookup,
+    ) -> Result<(), Error> {
         required("subject", self.subject.is_empty())?;
         max_len("subject", &self.subject, schema::MAX_TEXT)?;
         check_text("assignee", &self.assignee)?;
@@ -864,7 +898,12 @@ impl Ticket {
 
     fn refs(&self) -> Vec<(&'static str, EntityKind, Id)> {
         let mut out = Vec::new();
-        opt_ref(&mut out, "requester_id", EntityKind::Contact, self.requester_id);
+        opt_ref(
+            &mut out,
+            "requester_id",
+            EntityKind::Contact,
+            self.requester_id,
+        );
         opt_ref(&mut out, "company_id", EntityKind::Company, self.company_id);
         out
     }
@@ -941,7 +980,12 @@ linked_refs!(Interaction);
 linked_refs!(Task);
 
 impl Interaction {
-    fn prepare_kind(&mut self, _before: Option<&Self>, now: Timestamp, db: &dyn Lookup) -> Result<(), Error> {
+    fn prepare_kind(
+        &mut self,
+        _before: Option<&Self>,
+        now: Timestamp,
+        db: &dyn Lookup,
+    ) -> Result<(), Error> {
         required("kind", self.kind.is_none())?;
         check_text("subject", &self.subject)?;
         if self.duration_seconds.is_some_and(|d| d < 0) {
@@ -971,7 +1015,12 @@ impl Interaction {
 }
 
 impl Task {
-    fn prepare_kind(&mut self, before: Option<&Self>, now: Timestamp, db: &dyn Lookup) -> Result<(), Error> {
+    fn prepare_kind(
+        &mut self,
+        before: Option<&Self>,
+        now: Timestamp,
+        db: &dyn Lookup,
+    ) -> Result<(), Error> {
         required("title", self.title.is_empty())?;
         max_len("title", &self.title, schema::MAX_TEXT)?;
         check_text("assignee", &self.assignee)?;
@@ -1033,12 +1082,30 @@ pub enum AnyRecord {
 macro_rules! with_kind {
     ($kind:expr, $t:ident => $body:expr) => {
         match $kind {
-            $crate::entity::EntityKind::Contact => { type $t = $crate::entity::Contact; $body }
-            $crate::entity::EntityKind::Company => { type $t = $crate::entity::Company; $body }
-            $crate::entity::EntityKind::Deal => { type $t = $crate::entity::Deal; $body }
-            $crate::entity::EntityKind::Ticket => { type $t = $crate::entity::Ticket; $body }
-            $crate::entity::EntityKind::Interaction => { type $t = $crate::entity::Interaction; $body }
-            $crate::entity::EntityKind::Task => { type $t = $crate::entity::Task; $body }
+            $crate::entity::EntityKind::Contact => {
+                type $t = $crate::entity::Contact;
+                $body
+            }
+            $crate::entity::EntityKind::Company => {
+                type $t = $crate::entity::Company;
+                $body
+            }
+            $crate::entity::EntityKind::Deal => {
+                type $t = $crate::entity::Deal;
+                $body
+            }
+            $crate::entity::EntityKind::Ticket => {
+                type $t = $crate::entity::Ticket;
+                $body
+            }
+            $crate::entity::EntityKind::Interaction => {
+                type $t = $crate::entity::Interaction;
+                $body
+            }
+            $crate::entity::EntityKind::Task => {
+                type $t = $crate::entity::Task;
+                $body
+            }
         }
     };
 }

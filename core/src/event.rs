@@ -57,10 +57,7 @@ pub struct Event {
 const NOT_DIFFED: &[&str] = &["updated_at"];
 
 /// The changed fields between two field maps (see [`crate::entity::field_map`]).
-pub fn diff(
-    before: &BTreeMap<String, Value>,
-    after: &BTreeMap<String, Value>,
-) -> Vec<FieldChange> {
+pub fn diff(before: &BTreeMap<String, Value>, after: &BTreeMap<String, Value>) -> Vec<FieldChange> {
     let mut out = Vec::new();
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for k in keys {

@@ -91,7 +91,10 @@ impl IdGenerator {
 
     /// A new id for a record created at `at`.
     pub fn next(&self, at: &Timestamp) -> Id {
-        let ctx = self.context.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ctx = self
+            .context
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let secs = u64::try_from(at.timestamp()).unwrap_or(0);
         let ts = UuidTimestamp::from_unix(&*ctx, secs, at.timestamp_subsec_nanos());
         Id(Uuid::new_v7(ts))

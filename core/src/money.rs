@@ -27,7 +27,9 @@ pub fn currency(code: &str) -> Result<String, String> {
     if ISO_4217.binary_search(&upper.as_str()).is_ok() {
         Ok(upper)
     } else {
-        Err(format!("'{code}' is not an ISO-4217 currency code (such as USD, EUR, GBP)"))
+        Err(format!(
+            "'{code}' is not an ISO-4217 currency code (such as USD, EUR, GBP)"
+        ))
     }
 }
 
@@ -66,8 +68,16 @@ mod tests {
 
     #[test]
     fn amounts() {
-        assert!(amount(Decimal::new(-1, 0)).unwrap_err().contains("negative"));
-        assert!(amount(Decimal::new(12345, 5)).unwrap_err().contains("decimal places"));
+        assert!(
+            amount(Decimal::new(-1, 0))
+                .unwrap_err()
+                .contains("negative")
+        );
+        assert!(
+            amount(Decimal::new(12345, 5))
+                .unwrap_err()
+                .contains("decimal places")
+        );
         assert_eq!(amount(Decimal::new(1999, 2)), Ok(Decimal::new(1999, 2)));
     }
 }

@@ -87,7 +87,10 @@ impl Pipeline {
         if !is_slug(&self.key) {
             return Err(Error::invalid(
                 "key",
-                format!("'{}' must be 1-64 lower-case letters, digits, '-' or '_'", self.key),
+                format!(
+                    "'{}' must be 1-64 lower-case letters, digits, '-' or '_'",
+                    self.key
+                ),
             ));
         }
         if self.name.trim().is_empty() {
@@ -99,7 +102,10 @@ impl Pipeline {
             if !is_slug(&s.key) {
                 return Err(Error::invalid(
                     format!("stages[{i}].key"),
-                    format!("'{}' must be 1-64 lower-case letters, digits, '-' or '_'", s.key),
+                    format!(
+                        "'{}' must be 1-64 lower-case letters, digits, '-' or '_'",
+                        s.key
+                    ),
                 ));
             }
             if seen.contains(&s.key) {

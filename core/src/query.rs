@@ -181,7 +181,9 @@ fn equal(actual: &Value, want: &Value) -> bool {
             }
         }
         (a, w) if a.is_empty() || w.is_empty() => a.is_empty() && w.is_empty(),
-        (Value::Text(a), Value::Text(b)) => a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase(),
+        (Value::Text(a), Value::Text(b)) => {
+            a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+        }
         (a, b) => a.compare(b).is_some_and(|o| o.is_eq()),
     }
 }

@@ -130,7 +130,8 @@ impl FieldCodec for Option<String> {
         Ok((!s.is_empty()).then_some(s))
     }
     fn to_value(&self) -> Value {
-        self.as_ref().map_or(Value::Null, |s| Value::Text(s.clone()))
+        self.as_ref()
+            .map_or(Value::Null, |s| Value::Text(s.clone()))
     }
 }
 
@@ -481,8 +482,21 @@ mod tests {
     #[test]
     fn emails() {
         check(email, " Ada@Example.COM ", Some("Ada@example.com"));
-        check(email, "a.b+tag@mail.example.org", Some("a.b+tag@mail.example.org"));
-        for bad in ["", "bob", "bob@", "@x.com", "bob@x", "bo b@x.com", "bob@x..com", "bob@-x.com"] {
+        check(
+            email,
+            "a.b+tag@mail.example.org",
+            Some("a.b+tag@mail.example.org"),
+        );
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "@x.com",
+            "bob@x",
+            "bo b@x.com",
+            "bob@x..com",
+            "bob@-x.com",
+        ] {
             check(email, bad, None);
         }
     }
@@ -498,7 +512,11 @@ mod tests {
 
     #[test]
     fn urls_and_phones() {
-        check(url, "https://acme.com/x?y=1", Some("https://acme.com/x?y=1"));
+        check(
+            url,
+            "https://acme.com/x?y=1",
+            Some("https://acme.com/x?y=1"),
+        );
         check(url, "ftp://acme.com", None);
         check(url, "acme.com", None);
         check(phone, "+1 (555) 010-2030", Some("+1 (555) 010-2030"));

@@ -1,1 +1,282 @@
-fn main(){}
+//! Load benchmark: starts the release `kith` server on a temporary directory and drives it
+//! over HTTP from 64 concurrent keep-alive clients. Phases: durable contact creates, GETs by
+//! id, list pages. Then it restarts the server with group commit off (one transaction and one
+//! fsync per request) and runs the same create phase, printing the ratio.
+//!
+//! Run: `cargo bench -p kith-host --bench load` (optional: `KITH_BENCH_SECS=10`).
+//! Not a test: it asserts nothing about speed; it prints figures.
+
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+const CLIENTS: usize = 64;
+
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(max_batch: usize) -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(dir.path())
+            .env("KITH_MAX_BATCH", max_batch.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the kith binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address")
+                .expect("stdout");
+            if let Some(rest) = line.strip_prefix("Kith is serving http://") {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM would be gentler, but the data directory is thrown away anyway.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn call(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    addr: &str,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, Bytes) {
+    sender.ready().await.expect("connection ready");
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, bytes)
+}
+
+struct PhaseResult {
+    name: &'static str,
+    ops: usize,
+    secs: f64,
+    lat_us: Vec<u64>,
+}
+
+impl PhaseResult {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.lat_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.lat_us.len() as f64 - 1.0) * p).round() as usize;
+        self.lat_us[i] as f64 / 1000.0
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<34} {:>9} ops {:>7.1} s {:>10.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            self.name,
+            self.ops,
+            self.secs,
+            self.rate(),
+            self.pct(0.50),
+            self.pct(0.99)
+        );
+    }
+}
+
+/// Runs `CLIENTS` clients for `secs`; each calls `step(client, n)` in a loop.
+async fn phase<F, Fut>(name: &'static str, addr: &str, secs: f64, step: F) -> PhaseResult
+where
+    F: Fn(SendRequest<Full<Bytes>>, usize, usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = SendRequest<Full<Bytes>>> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let addr = addr.to_owned();
+        let step = step.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(&addr).await;
+            let mut lat = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                sender = step(sender, c, n).await;
+                lat.push(t.elapsed().as_micros() as u64);
+                n += 1;
+            }
+            lat
+        }));
+    }
+    let mut lat_us = Vec::new();
+    for t in tasks {
+        lat_us.extend(t.await.expect("client task"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat_us.sort_unstable();
+    PhaseResult {
+        name,
+        ops: lat_us.len(),
+        secs,
+        lat_us,
+    }
+}
+
+fn contact_body(c: usize, n: usize, tag: &str) -> String {
+    format!(
+        r#"{{"first_name":"Load{c}","last_name":"Client{n}","email":"{tag}-{c}-{n}@load.example.com","title":"Buyer","source":"bench"}}"#
+    )
+}
+
+async fn create_phase(
+    addr: &str,
+    secs: f64,
+    tag: &'static str,
+    name: &'static str,
+    ids: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+) -> PhaseResult {
+    let addr_owned = addr.to_owned();
+    phase(name, addr, secs, move |mut s, c, n| {
+        let addr = addr_owned.clone();
+        let ids = ids.clone();
+        async move {
+            let (status, body) = call(
+                &mut s,
+                Method::POST,
+                &addr,
+                "/api/v1/contacts",
+                Some(contact_body(c, n, tag)),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            if let Some(ids) = ids {
+                // The id is the first field of the record: {"id":"<36 chars>"...
+                let id = String::from_utf8_lossy(&body[7..43]).into_owned();
+                ids.lock().expect("ids").push(id);
+            }
+            s
+        }
+    })
+    .await
+}
+
+fn main() {
+    let secs: f64 = std::env::var("KITH_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    // One client thread leaves the other core to the server.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "kith load benchmark: {CLIENTS} clients, {secs} s per phase, release server on a temporary directory"
+    );
+    rt.block_on(async {
+        let server = Server::start(1024);
+        let addr = server.addr.clone();
+        let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let creates = create_phase(&addr, secs, "gc", "create (group commit)", Some(ids.clone())).await;
+        creates.print();
+        let ids = Arc::new(ids.lock().expect("ids").clone());
+        let counter = Arc::new(AtomicUsize::new(0));
+        let get_addr = addr.clone();
+        let gets = phase("get by id", &addr, secs, move |mut s, _c, _n| {
+            let addr = get_addr.clone();
+            let ids = ids.clone();
+            let i = counter.fetch_add(7919, Ordering::Relaxed) % ids.len();
+            async move {
+                let path = format!("/api/v1/contacts/{}", ids[i]);
+                let (status, _) = call(&mut s, Method::GET, &addr, &path, None).await;
+                assert_eq!(status, StatusCode::OK);
+                s
+            }
+        })
+        .await;
+        gets.print();
+        let list_addr = addr.clone();
+        let lists = phase("list page (50 contacts)", &addr, secs, move |mut s, c, n| {
+            let addr = list_addr.clone();
+            async move {
+                let filter = if (c + n) % 2 == 0 { "" } else { "&sort=created_at" };
+                let path = format!("/api/v1/contacts?limit=50{filter}");
+                let (status, _) = call(&mut s, Method::GET, &addr, &path, None).await;
+                assert_eq!(status, StatusCode::OK);
+                s
+            }
+        })
+        .await;
+        lists.print();
+        drop(server);
+
+        let server = Server::start(1);
+        let single = create_phase(&server.addr.clone(), secs, "tx", "create (one transaction per request)", None).await;
+        single.print();
+        drop(server);
+
+        println!();
+        println!(
+            "group commit vs one transaction per request: {:.1}x the throughput ({:.0} vs {:.0} creates/s)",
+            creates.rate() / single.rate(),
+            creates.rate(),
+            single.rate()
+        );
+    });
+}

@@ -42,7 +42,10 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -71,7 +74,11 @@ fn main() -> ExitCode {
                 running.url(),
                 data.display()
             );
-            println!("API: {}/api/v1/health  ·  OpenAPI: {}/api/v1/openapi.json", running.url(), running.url());
+            println!(
+                "API: {}/api/v1/health  ·  OpenAPI: {}/api/v1/openapi.json",
+                running.url(),
+                running.url()
+            );
             match running.run_until_signal().await {
                 Ok(()) => {
                     println!("Kith stopped cleanly.");

@@ -1,1 +1,19 @@
-//! x
+//! Kith's end-to-end tests: each test starts a real server on a loopback port with its own
+//! data directory and drives it over HTTP, the way a client would.
+//!
+//! This is the one integration-test binary of the workspace (separate binaries link slowly and
+//! run serially); every area of the API has its own module.
+
+// Tests state their expectations with `unwrap` and `expect`: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod concurrency;
+mod crud;
+mod demo;
+mod errors;
+mod openapi;
+mod pipelines;
+mod query;
+mod restart;
+mod support;
+mod timeline;

@@ -20,9 +20,9 @@ use std::thread::JoinHandle;
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 
-pub use self::write::{Command, Input, Outcome};
 use self::read::Reader;
 use self::tables::{FORMAT_KEY, FORMAT_VERSION, META, encode};
+pub use self::write::{Command, Input, Outcome};
 use self::write::{Ctx, Tables};
 use crate::clock::{Clock, SystemClock};
 use crate::custom::FieldDef;
@@ -264,7 +264,9 @@ impl Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.shared.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
@@ -358,10 +360,13 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, next_seq: &mut u64) {
                     // A storage failure may have left partial writes: abort everything.
                     tracing::error!(error = %e, "storage error inside a batch; aborting it");
                     let reason = e.to_string();
-                    results.push((job.reply, Err(Error::Store(StoreError::Corrupt {
-                        what: "write batch".to_owned(),
-                        reason: reason.clone(),
-                    }))));
+                    results.push((
+                        job.reply,
+                        Err(Error::Store(StoreError::Corrupt {
+                            what: "write batch".to_owned(),
+                            reason: reason.clone(),
+                        })),
+                    ));
                     return Err(Error::Store(StoreError::Corrupt {
                         what: "write batch".to_owned(),
                         reason,

@@ -12,7 +12,9 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::id::Id;
 use crate::pipeline::Pipeline;
-use crate::query::{Cursor, FilterOp, Page, Query, Resolved, SortKey, TIMELINE_KINDS, TimelineItem};
+use crate::query::{
+    Cursor, FilterOp, Page, Query, Resolved, SortKey, TIMELINE_KINDS, TimelineItem,
+};
 use crate::value::Value;
 use crate::with_kind;
 
@@ -28,7 +30,9 @@ pub(crate) fn field_defs(
         if k != kind.name() {
             break;
         }
-        out.push(decode(value.value(), || format!("custom field {k}.{name}"))?);
+        out.push(decode(value.value(), || {
+            format!("custom field {k}.{name}")
+        })?);
     }
     Ok(out)
 }
@@ -149,7 +153,12 @@ impl Reader {
             have_time.insert((i.to_owned(), time, id));
         }
         let mut problems = Vec::new();
-        fn compare<T: Ord + std::fmt::Debug>(name: &str, want: &std::collections::BTreeSet<T>, have: &std::collections::BTreeSet<T>, out: &mut Vec<String>) {
+        fn compare<T: Ord + std::fmt::Debug>(
+            name: &str,
+            want: &std::collections::BTreeSet<T>,
+            have: &std::collections::BTreeSet<T>,
+            out: &mut Vec<String>,
+        ) {
             for missing in want.difference(have) {
                 out.push(format!("{name}: missing entry {missing:?}"));
             }
@@ -190,7 +199,10 @@ impl Reader {
                 parsed.map_err(|m| Error::bad_query(&f.field, m))
             };
             let values = if f.op == FilterOp::In {
-                f.value.split(',').map(parse).collect::<Result<Vec<_>, _>>()?
+                f.value
+                    .split(',')
+                    .map(parse)
+                    .collect::<Result<Vec<_>, _>>()?
             } else {
                 vec![parse(&f.value)?]
             };
@@ -213,7 +225,10 @@ impl Reader {
         if known {
             Ok(())
         } else {
-            Err(Error::bad_query(field, format!("{kind} has no field '{field}'")))
+            Err(Error::bad_query(
+                field,
+                format!("{kind} has no field '{field}'"),
+            ))
         }
     }
 
@@ -228,7 +243,9 @@ impl Reader {
                     let t = self.txn.open_table(tables::UNIQUE)?;
                     let key = value.to_string().to_lowercase();
                     let hit = t.get(("contact.email", key.as_str()))?;
-                    return Ok(Some(hit.map(|v| Id::from_u128(v.value())).into_iter().collect()));
+                    return Ok(Some(
+                        hit.map(|v| Id::from_u128(v.value())).into_iter().collect(),
+                    ));
                 }
                 (EntityKind::Company, "domain") => Some("company.domain"),
                 (EntityKind::Deal, "stage") => Some("deal.stage"),
@@ -248,7 +265,10 @@ impl Reader {
                 return Ok(Some(ids));
             }
             let is_ref = kind.field(&f.field).is_some_and(|i| {
-                matches!(i.ty, crate::schema::ValueType::Id | crate::schema::ValueType::IdList)
+                matches!(
+                    i.ty,
+                    crate::schema::ValueType::Id | crate::schema::ValueType::IdList
+                )
             }) && f.field != "id";
             if let (true, Value::Ref(target)) = (is_ref, value) {
                 return Ok(Some(self.referrers(*target, Some(kind))?));
@@ -295,12 +315,18 @@ impl Reader {
 
     fn matcher<'q, R: Record>(&self, q: &'q Query) -> Result<impl Fn(&R) -> bool + 'q, Error> {
         let filters = self.resolve(R::KIND, q)?;
-        let search = q.search.as_ref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+        let search = q
+            .search
+            .as_ref()
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
         Ok(move |r: &R| {
             filters
                 .iter()
                 .all(|f| f.matches(&r.get(&f.field).unwrap_or(Value::Null)))
-                && search.as_ref().is_none_or(|s| searchable(r).contains(s.as_str()))
+                && search
+                    .as_ref()
+                    .is_none_or(|s| searchable(r).contains(s.as_str()))
         })
     }
 
@@ -320,7 +346,9 @@ impl Reader {
             None => {
                 for entry in table.iter()? {
                     let (k, v) = entry?;
-                    let r: R = decode(v.value(), || format!("{} {}", R::KIND, Id::from_u128(k.value())))?;
+                    let r: R = decode(v.value(), || {
+                        format!("{} {}", R::KIND, Id::from_u128(k.value()))
+                    })?;
                     if matches(&r) {
                         n += 1;
                     }
@@ -339,8 +367,12 @@ impl Reader {
             descending: true,
         });
         let defs = self.field_defs(R::KIND)?;
-        self.check_field(R::KIND, &defs, &sort.field)
-            .map_err(|_| Error::bad_query("sort", format!("{} has no field '{}' to sort by", R::KIND, sort.field)))?;
+        self.check_field(R::KIND, &defs, &sort.field).map_err(|_| {
+            Error::bad_query(
+                "sort",
+                format!("{} has no field '{}' to sort by", R::KIND, sort.field),
+            )
+        })?;
         let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
         let table = self.records(R::KIND)?;
         let candidates = self.candidates(R::KIND, &filters)?;
@@ -351,9 +383,7 @@ impl Reader {
             // Ids are time-ordered, so creation order is key order: walk the table (or the
             // index hits) from the cursor and stop as soon as the page is full.
             let after = cursor.map(|c| c.id);
-            let past = |id: Id| {
-                after.is_none_or(|a| if sort.descending { id < a } else { id > a })
-            };
+            let past = |id: Id| after.is_none_or(|a| if sort.descending { id < a } else { id > a });
             match candidates {
                 Some(mut ids) => {
                     ids.sort();
@@ -377,9 +407,15 @@ impl Reader {
                         (Some(a), true) => table.range(..a.as_u128())?,
                         (Some(a), false) => table.range(a.as_u128().saturating_add(1)..)?,
                     };
-                    let mut push = |entry: Result<(redb::AccessGuard<u128>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool, Error> {
+                    let mut push = |entry: Result<
+                        (redb::AccessGuard<u128>, redb::AccessGuard<&[u8]>),
+                        redb::StorageError,
+                    >|
+                     -> Result<bool, Error> {
                         let (k, v) = entry?;
-                        let r: R = decode(v.value(), || format!("{} {}", R::KIND, Id::from_u128(k.value())))?;
+                        let r: R = decode(v.value(), || {
+                            format!("{} {}", R::KIND, Id::from_u128(k.value()))
+                        })?;
                         if matches(&r) {
                             items.push(r);
                         }
@@ -402,7 +438,13 @@ impl Reader {
             }
             let next = (items.len() > limit).then(|| {
                 items.truncate(limit);
-                items.last().map(|r| Cursor { value: Value::Null, id: r.id() }.encode())
+                items.last().map(|r| {
+                    Cursor {
+                        value: Value::Null,
+                        id: r.id(),
+                    }
+                    .encode()
+                })
             });
             return Ok(Page {
                 items: items.into_iter().map(IntoAny::into_any).collect(),
@@ -428,7 +470,9 @@ impl Reader {
             None => {
                 for entry in table.iter()? {
                     let (k, v) = entry?;
-                    keep(decode(v.value(), || format!("{} {}", R::KIND, Id::from_u128(k.value())))?);
+                    keep(decode(v.value(), || {
+                        format!("{} {}", R::KIND, Id::from_u128(k.value()))
+                    })?);
                 }
             }
         }
@@ -438,13 +482,21 @@ impl Reader {
         };
         all.sort_by(|a, b| order((&a.0, a.1.id()), (&b.0, b.1.id())));
         let start = match &cursor {
-            Some(c) => all.partition_point(|(v, r)| order((v, r.id()), (&c.value, c.id)) != Ordering::Greater),
+            Some(c) => all.partition_point(|(v, r)| {
+                order((v, r.id()), (&c.value, c.id)) != Ordering::Greater
+            }),
             None => 0,
         };
         let mut page: Vec<(Value, R)> = all.into_iter().skip(start).take(limit + 1).collect();
         let next = (page.len() > limit).then(|| {
             page.truncate(limit);
-            page.last().map(|(v, r)| Cursor { value: v.clone(), id: r.id() }.encode())
+            page.last().map(|(v, r)| {
+                Cursor {
+                    value: v.clone(),
+                    id: r.id(),
+                }
+                .encode()
+            })
         });
         Ok(Page {
             items: page.into_iter().map(|(_, r)| r.into_any()).collect(),
@@ -491,7 +543,12 @@ impl Reader {
                     crate::event::Operation::Deleted => format!("{kind} deleted"),
                     crate::event::Operation::Updated => format!(
                         "changed {}",
-                        event.changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", ")
+                        event
+                            .changes
+                            .iter()
+                            .map(|c| c.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 };
                 items.push((
@@ -511,17 +568,33 @@ impl Reader {
         let key = |(seq, item): &(u64, TimelineItem)| (item.at, *seq, item.id);
         items.sort_by(|a, b| key(b).cmp(&key(a)));
         let start = match cursor.map(Cursor::decode).transpose()? {
-            Some(Cursor { value: Value::List(parts), id: cid }) => {
+            Some(Cursor {
+                value: Value::List(parts),
+                id: cid,
+            }) => {
                 let (at, seq) = match parts.as_slice() {
-                    [Value::DateTime(at), Value::Integer(seq)] => (*at, u64::try_from(*seq).unwrap_or(0)),
-                    _ => return Err(Error::bad_query("cursor", "is not a cursor returned by this timeline")),
+                    [Value::DateTime(at), Value::Integer(seq)] => {
+                        (*at, u64::try_from(*seq).unwrap_or(0))
+                    }
+                    _ => {
+                        return Err(Error::bad_query(
+                            "cursor",
+                            "is not a cursor returned by this timeline",
+                        ));
+                    }
                 };
                 items.partition_point(|e| key(e) >= (at, seq, cid))
             }
-            Some(_) => return Err(Error::bad_query("cursor", "is not a cursor returned by this timeline")),
+            Some(_) => {
+                return Err(Error::bad_query(
+                    "cursor",
+                    "is not a cursor returned by this timeline",
+                ));
+            }
             None => 0,
         };
-        let mut page: Vec<(u64, TimelineItem)> = items.into_iter().skip(start).take(limit + 1).collect();
+        let mut page: Vec<(u64, TimelineItem)> =
+            items.into_iter().skip(start).take(limit + 1).collect();
         let next = (page.len() > limit).then(|| {
             page.truncate(limit);
             page.last().map(|(seq, item)| {
@@ -542,7 +615,10 @@ impl Reader {
     }
 }
 
-fn load_from<R: Record>(t: &ReadOnlyTable<u128, &'static [u8]>, id: Id) -> Result<Option<R>, Error> {
+fn load_from<R: Record>(
+    t: &ReadOnlyTable<u128, &'static [u8]>,
+    id: Id,
+) -> Result<Option<R>, Error> {
     match t.get(id.as_u128())? {
         Some(bytes) => Ok(Some(decode(bytes.value(), || format!("{} {id}", R::KIND))?)),
         None => Ok(None),

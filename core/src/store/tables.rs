@@ -80,7 +80,10 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Decodes a stored value; `what` names it in the error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
+pub fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what: what(),
         reason: e.to_string(),

@@ -152,9 +152,7 @@ impl<'t> Tables<'t> {
 
     fn load<R: Record>(&self, id: Id) -> Result<Option<R>, Error> {
         match self.table(R::KIND).get(id.as_u128())? {
-            Some(bytes) => Ok(Some(decode(bytes.value(), || {
-                format!("{} {id}", R::KIND)
-            })?)),
+            Some(bytes) => Ok(Some(decode(bytes.value(), || format!("{} {id}", R::KIND))?)),
             None => Ok(None),
         }
     }
@@ -199,7 +197,9 @@ impl<'t> Tables<'t> {
     }
 
     fn update<R: Record>(&mut self, id: Id, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
-        let before: R = self.load(id)?.ok_or(Error::NotFound { kind: R::KIND, id })?;
+        let before: R = self
+            .load(id)?
+            .ok_or(Error::NotFound { kind: R::KIND, id })?;
         let mut r = before.clone();
         for (k, v) in input.fields {
             r.set(&k, v)?;
@@ -236,7 +236,10 @@ impl<'t> Tables<'t> {
                 continue;
             }
             let mut referrers = Vec::new();
-            for entry in self.refs.range((id.as_u128(), i64::MIN, 0)..=(id.as_u128(), i64::MAX, u128::MAX))? {
+            for entry in self
+                .refs
+                .range((id.as_u128(), i64::MIN, 0)..=(id.as_u128(), i64::MAX, u128::MAX))?
+            {
                 let (key, tag) = entry?;
                 let (_, _, source) = key.value();
                 if let Some(k) = EntityKind::from_tag(tag.value()) {
@@ -272,7 +275,12 @@ impl<'t> Tables<'t> {
 
     /// Clears `source`'s references to `target`. Returns true when `source` is an interaction
     /// or task left linked to nothing, which the caller then deletes.
-    fn unlink<R: Record>(&mut self, source: Id, target: Id, ctx: &mut Ctx<'_>) -> Result<bool, Error> {
+    fn unlink<R: Record>(
+        &mut self,
+        source: Id,
+        target: Id,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<bool, Error> {
         let Some(before) = self.load::<R>(source)? else {
             return Ok(false);
         };
@@ -287,7 +295,12 @@ impl<'t> Tables<'t> {
         r.touch(ctx.now);
         let changes = event::diff(&field_map(&before), &field_map(&r));
         self.put(&r)?;
-        self.swap_keys(R::KIND, source, &all_index_keys(&before), &all_index_keys(&r))?;
+        self.swap_keys(
+            R::KIND,
+            source,
+            &all_index_keys(&before),
+            &all_index_keys(&r),
+        )?;
         self.append(ctx, R::KIND, source, Operation::Updated, changes)?;
         Ok(false)
     }
@@ -312,11 +325,18 @@ impl<'t> Tables<'t> {
 
     fn put<R: Record>(&mut self, r: &R) -> Result<(), Error> {
         let bytes = encode(r)?;
-        self.table_mut(R::KIND).insert(r.id().as_u128(), bytes.as_slice())?;
+        self.table_mut(R::KIND)
+            .insert(r.id().as_u128(), bytes.as_slice())?;
         Ok(())
     }
 
-    fn swap_keys(&mut self, kind: EntityKind, id: Id, old: &[IndexKey], new: &[IndexKey]) -> Result<(), Error> {
+    fn swap_keys(
+        &mut self,
+        kind: EntityKind,
+        id: Id,
+        old: &[IndexKey],
+        new: &[IndexKey],
+    ) -> Result<(), Error> {
         let gone: Vec<IndexKey> = old.iter().filter(|k| !new.contains(k)).cloned().collect();
         let added: Vec<IndexKey> = new.iter().filter(|k| !old.contains(k)).cloned().collect();
         self.remove_keys(kind, id, &gone)?;
@@ -334,7 +354,8 @@ impl<'t> Tables<'t> {
                     self.text.insert((*index, value.as_str(), raw), ())?;
                 }
                 IndexKey::Ref { target, time } => {
-                    self.refs.insert((target.as_u128(), *time, raw), kind.tag())?;
+                    self.refs
+                        .insert((target.as_u128(), *time, raw), kind.tag())?;
                 }
                 IndexKey::Time { index, time } => {
                     self.time.insert((*index, *time, raw), ())?;
@@ -390,7 +411,12 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    fn define_field(&mut self, kind: EntityKind, def: NewFieldDef, now: Timestamp) -> Result<Outcome, Error> {
+    fn define_field(
+        &mut self,
+        kind: EntityKind,
+        def: NewFieldDef,
+        now: Timestamp,
+    ) -> Result<Outcome, Error> {
         let def = def.into_def(kind, now)?;
         if self.fields.get((kind.name(), def.name.as_str()))?.is_some() {
             return Err(Error::Conflict {
@@ -399,7 +425,8 @@ impl<'t> Tables<'t> {
             });
         }
         let bytes = encode(&def)?;
-        self.fields.insert((kind.name(), def.name.as_str()), bytes.as_slice())?;
+        self.fields
+            .insert((kind.name(), def.name.as_str()), bytes.as_slice())?;
         Ok(Outcome::Field(def))
     }
 
@@ -420,13 +447,19 @@ impl<'t> Tables<'t> {
             for stage in old.stages.iter().filter(|s| p.stage(&s.key).is_none()) {
                 let in_use = self
                     .text
-                    .range(("deal.stage", stage.key.as_str(), 0)..=("deal.stage", stage.key.as_str(), u128::MAX))?
+                    .range(
+                        ("deal.stage", stage.key.as_str(), 0)
+                            ..=("deal.stage", stage.key.as_str(), u128::MAX),
+                    )?
                     .next()
                     .is_some();
                 if in_use {
                     return Err(Error::invalid(
                         "stages",
-                        format!("stage '{}' still has deals; move them before removing it", stage.key),
+                        format!(
+                            "stage '{}' still has deals; move them before removing it",
+                            stage.key
+                        ),
                     ));
                 }
             }

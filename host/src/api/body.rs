@@ -33,7 +33,10 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Json>, ApiError> {
         Ok(Json::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad_request(
             "malformed_json",
-            format!("the request body must be a JSON object, not {}", json_type(&other)),
+            format!(
+                "the request body must be a JSON object, not {}",
+                json_type(&other)
+            ),
         )),
         Err(e) => Err(ApiError::bad_request(
             "malformed_json",
@@ -68,10 +71,13 @@ pub fn to_input(map: Map<String, Json>) -> Result<Input, ApiError> {
                 }
                 Json::Null => {}
                 other => {
-                    return Err(invalid("custom", format!(
-                        "must be an object of custom field values, not {}",
-                        json_type(&other)
-                    )));
+                    return Err(invalid(
+                        "custom",
+                        format!(
+                            "must be an object of custom field values, not {}",
+                            json_type(&other)
+                        ),
+                    ));
                 }
             }
         } else {

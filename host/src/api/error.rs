@@ -84,10 +84,12 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let message = e.to_string();
         match e {
-            CoreError::Invalid(f) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
-                    .with_field(f.field)
-            }
+            CoreError::Invalid(f) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
+            .with_field(f.field),
             CoreError::UnknownField { field, .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_field", message)
                     .with_field(field)

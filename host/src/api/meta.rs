@@ -82,13 +82,18 @@ async fn create_pipeline(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!("a pipeline '{}' already exists; PUT /api/v1/pipelines/{} to change it", p.key, p.key),
+            format!(
+                "a pipeline '{}' already exists; PUT /api/v1/pipelines/{} to change it",
+                p.key, p.key
+            ),
         )
         .with_field("key"));
     }
     match write(&state.store, Command::PutPipeline(p)).await? {
         Outcome::Pipeline(p) => Ok((StatusCode::CREATED, Json(p))),
-        other => Err(ApiError::internal(&format!("put pipeline returned {other:?}"))),
+        other => Err(ApiError::internal(&format!(
+            "put pipeline returned {other:?}"
+        ))),
     }
 }
 
@@ -101,7 +106,9 @@ async fn put_pipeline(
     let p = parse_pipeline(body)?;
     match write(&state.store, Command::PutPipeline(p)).await? {
         Outcome::Pipeline(p) => Ok(Json(p)),
-        other => Err(ApiError::internal(&format!("put pipeline returned {other:?}"))),
+        other => Err(ApiError::internal(&format!(
+            "put pipeline returned {other:?}"
+        ))),
     }
 }
 
@@ -151,7 +158,9 @@ async fn define_field(
     })?;
     match write(&state.store, Command::DefineField { kind, def }).await? {
         Outcome::Field(f) => Ok((StatusCode::CREATED, Json(f))),
-        other => Err(ApiError::internal(&format!("define field returned {other:?}"))),
+        other => Err(ApiError::internal(&format!(
+            "define field returned {other:?}"
+        ))),
     }
 }
 

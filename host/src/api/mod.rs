@@ -41,7 +41,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("nothing at {}; see /api/v1/openapi.json", uri.path()))
+    ApiError::not_found(format!(
+        "nothing at {}; see /api/v1/openapi.json",
+        uri.path()
+    ))
 }
 
 async fn method_not_allowed(uri: Uri) -> ApiError {

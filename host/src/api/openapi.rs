@@ -33,7 +33,9 @@ fn field_schema(f: &FieldInfo) -> Json {
         ValueType::Date => json!({ "type": ["string", "null"], "format": "date" }),
         ValueType::DateTime => json!({ "type": ["string", "null"], "format": "date-time" }),
         ValueType::Id => json!({ "type": ["string", "null"], "format": "uuid" }),
-        ValueType::IdList => json!({ "type": "array", "items": { "type": "string", "format": "uuid" } }),
+        ValueType::IdList => {
+            json!({ "type": "array", "items": { "type": "string", "format": "uuid" } })
+        }
         ValueType::TextList => json!({ "type": "array", "items": { "type": "string" } }),
         ValueType::Choice(options) => json!({ "type": ["string", "null"], "enum": options }),
     };
@@ -130,7 +132,8 @@ pub fn document() -> Json {
             "type": "object",
             "properties": { "items": { "type": "array", "items": record_ref }, "next_cursor": { "type": ["string", "null"] } },
         } } } });
-        let body = json!({ "required": true, "content": { "application/json": { "schema": input_ref } } });
+        let body =
+            json!({ "required": true, "content": { "application/json": { "schema": input_ref } } });
         paths.insert(format!("/api/v1/{plural}"), json!({
             "get": { "tags": [plural], "summary": format!("List {plural}"), "parameters": list_params,
                      "responses": with_errors(json!({ "200": { "description": "A page", "content": page["content"] } })) },
@@ -160,8 +163,14 @@ pub fn document() -> Json {
         }));
     }
     let simple = |tag: &str, summary: &str| json!({ "tags": [tag], "summary": summary, "responses": with_errors(json!({ "200": { "description": "OK" } })) });
-    paths.insert("/api/v1/health".into(), json!({ "get": simple("meta", "Liveness, version and record counts") }));
-    paths.insert("/api/v1/openapi.json".into(), json!({ "get": simple("meta", "This document") }));
+    paths.insert(
+        "/api/v1/health".into(),
+        json!({ "get": simple("meta", "Liveness, version and record counts") }),
+    );
+    paths.insert(
+        "/api/v1/openapi.json".into(),
+        json!({ "get": simple("meta", "This document") }),
+    );
     paths.insert("/api/v1/events".into(), json!({ "get": {
         "tags": ["meta"], "summary": "The event log, oldest first",
         "parameters": [

@@ -37,9 +37,8 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 fn parse_id(kind: EntityKind, raw: &str) -> Result<Id, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::not_found(format!("no {kind} with id '{raw}' (ids are UUIDs)"))
-    })
+    raw.parse()
+        .map_err(|_| ApiError::not_found(format!("no {kind} with id '{raw}' (ids are UUIDs)")))
 }
 
 /// Parses list parameters: `limit`, `cursor`, `sort`, `q`, and filters written `field=value`
@@ -51,8 +50,11 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
         match key.as_str() {
             "limit" => {
                 q.limit = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ApiError::bad_request("bad_query", format!("limit: '{value}' is not a positive whole number"))
-                        .with_field("limit")
+                    ApiError::bad_request(
+                        "bad_query",
+                        format!("limit: '{value}' is not a positive whole number"),
+                    )
+                    .with_field("limit")
                 })?;
             }
             "cursor" => q.cursor = Some(value),
@@ -84,11 +86,12 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
 }
 
 fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let q: axum::extract::Query<Vec<(String, String)>> =
-        axum::extract::Query::try_from_uri(&format!("/?{raw}").parse().map_err(|_| {
-            ApiError::bad_request("bad_query", "the query string is malformed")
-        })?)
-        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let q: axum::extract::Query<Vec<(String, String)>> = axum::extract::Query::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))?,
+    )
+    .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     Ok(q.0)
 }
 
