@@ -223,6 +223,8 @@ pub trait Record:
     fn set(&mut self, field: &str, v: Value) -> Result<(), Error>;
     /// Reads a built-in field (`custom.NAME` reads a custom field); `None` if unknown.
     fn get(&self, field: &str) -> Option<Value>;
+    /// Every built-in field's value, common fields first, in one pass.
+    fn values(&self) -> Vec<(&'static str, Value)>;
     /// Normalises, validates, and fills derived fields, given the record as it was before
     /// this write (`None` on create).
     fn prepare(
@@ -248,10 +250,8 @@ pub trait Record:
 /// Every field value of a record, built-in and custom, by name: the shape the event log diffs.
 pub fn field_map<R: Record>(r: &R) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for f in R::KIND.fields() {
-        if let Some(v) = r.get(f.name) {
-            out.insert(f.name.to_owned(), v);
-        }
+    for (name, v) in r.values() {
+        out.insert(name.to_owned(), v);
     }
     for (k, v) in r.custom() {
         out.insert(format!("custom.{k}"), v.clone());
@@ -412,6 +412,16 @@ macro_rules! entity {
                         .strip_prefix("custom.")
                         .map(|name| self.custom.get(name).cloned().unwrap_or(Value::Null)),
                 }
+            }
+
+            fn values(&self) -> Vec<(&'static str, Value)> {
+                vec![
+                    ("id", Value::Ref(self.id)),
+                    ("created_at", Value::DateTime(self.created_at)),
+                    ("updated_at", Value::DateTime(self.updated_at)),
+                    ("owner", self.owner.to_value()),
+                    $( (stringify!($field), self.$field.to_value()), )*
+                ]
             }
 
             fn prepare(&mut self, before: Option<&Self>, now: Timestamp, db: &dyn Lookup) -> Result<(), Error> {
