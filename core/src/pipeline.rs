@@ -26,7 +26,8 @@ pub enum StageOutcome {
 pub struct Stage {
     /// Stable key used by deals (`proposal`).
     pub key: String,
-    /// Display name (`Proposal`).
+    /// Display name (`Proposal`); the key when left out.
+    #[serde(default)]
     pub name: String,
     /// Chance of winning a deal in this stage, 0 to 100.
     pub probability: u8,

@@ -50,11 +50,12 @@ impl ValueType {
             ValueType::DateTime => via::<Option<Timestamp>>(v),
             ValueType::Id | ValueType::IdList => via::<Option<Id>>(v),
             ValueType::Choice(options) => {
-                let s = via::<String>(v)?;
-                match &s {
-                    Value::Text(t) if options.contains(&t.as_str()) => Ok(s),
-                    _ => Err(format!("must be one of {}", options.join(", "))),
-                }
+                let given = via::<String>(v)?;
+                options
+                    .iter()
+                    .find(|o| matches!(&given, Value::Text(t) if t.eq_ignore_ascii_case(o)))
+                    .map(|o| Value::Text((*o).to_owned()))
+                    .ok_or_else(|| format!("must be one of {}", options.join(", ")))
             }
         }
     }
@@ -255,10 +256,10 @@ pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.with_timezone(&Utc));
     }
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        if let Some(dt) = d.and_hms_opt(0, 0, 0) {
-            return Ok(dt.and_utc());
-        }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        && let Some(dt) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(dt.and_utc());
     }
     Err(format!(
         "'{s}' is not a date-time (expected RFC 3339, such as 2026-03-01T09:30:00Z)"
@@ -288,10 +289,10 @@ impl FieldCodec for Vec<Id> {
             Value::List(items) => {
                 let mut ids = Vec::with_capacity(items.len());
                 for item in items {
-                    if let Some(id) = Option::<Id>::from_value(item)? {
-                        if !ids.contains(&id) {
-                            ids.push(id);
-                        }
+                    if let Some(id) = Option::<Id>::from_value(item)?
+                        && !ids.contains(&id)
+                    {
+                        ids.push(id);
                     }
                 }
                 Ok(ids)

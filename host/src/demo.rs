@@ -10,7 +10,7 @@ use fake::faker::company::en::{Bs, CompanyName, Industry};
 use fake::faker::job::en::Title as JobTitle;
 use fake::faker::lorem::en::Sentence;
 use fake::faker::name::en::{FirstName, LastName};
-use kith_core::{AnyRecord, Command, EntityKind, Error, Id, Input, Outcome, Store, Value};
+use kith_core::{Command, EntityKind, Error, Id, Input, Outcome, Store, Value};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -181,9 +181,11 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
     // Contacts, most working at a company, with an email at its domain.
     let mut cmds = Vec::new();
     let mut contact_company = Vec::new();
+    let mut contact_names = Vec::new();
     for i in 0..size.contacts {
         let first: String = FirstName().fake_with_rng(&mut rng);
         let last: String = LastName().fake_with_rng(&mut rng);
+        contact_names.push(format!("{first} {last}"));
         let company = (rng.random_bool(0.85)).then(|| rng.random_range(0..companies.len()));
         let domain = company.map_or_else(|| "mail.example.net".to_owned(), |c| domains[c].clone());
         let email = format!("{}.{}{i}@{domain}", slug(&first), slug(&last));
@@ -421,9 +423,9 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
             (
                 "title",
                 text(format!(
-                    "{} contact #{}",
+                    "{} {}",
                     verbs.choose(&mut rng).unwrap_or(&"Call"),
-                    ci + 1
+                    contact_names[ci]
                 )),
             ),
             ("due_at", Value::DateTime(due)),
@@ -445,31 +447,8 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
             input,
         });
     }
-    let tasks = ids(store.execute_all(cmds, actor))?;
+    ids(store.execute_all(cmds, actor))?;
 
-    // Name each task after its contact now that names are known.
-    let mut cmds = Vec::new();
-    for id in &tasks {
-        if let AnyRecord::Task(t) = store.get(EntityKind::Task, *id)? {
-            if let Some(cid) = t.contact_id {
-                let name = store.get(EntityKind::Contact, cid)?.summary();
-                let verb = t
-                    .title
-                    .split(" contact #")
-                    .next()
-                    .unwrap_or("Call")
-                    .to_owned();
-                cmds.push(Command::Update {
-                    kind: EntityKind::Task,
-                    id: *id,
-                    input: Input::with([("title", text(format!("{verb} {name}")))]),
-                });
-            }
-        }
-    }
-    for r in store.execute_all(cmds, actor) {
-        r?;
-    }
     Ok(format!(
         "seeded demo data: {} companies, {} contacts, {} deals, {} tickets, {} interactions, {} tasks",
         size.companies, size.contacts, size.deals, size.tickets, size.interactions, size.tasks

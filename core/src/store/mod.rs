@@ -254,10 +254,10 @@ impl Store {
     pub fn close(&self) {
         self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!("the writer thread panicked while closing");
-            }
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("the writer thread panicked while closing");
         }
     }
 }

@@ -391,12 +391,12 @@ impl Reader {
                         ids.reverse();
                     }
                     for id in ids.into_iter().filter(|id| past(*id)) {
-                        if let Some(r) = load_from::<R>(&table, id)? {
-                            if matches(&r) {
-                                items.push(r);
-                                if items.len() > limit {
-                                    break;
-                                }
+                        if let Some(r) = load_from::<R>(&table, id)?
+                            && matches(&r)
+                        {
+                            items.push(r);
+                            if items.len() > limit {
+                                break;
                             }
                         }
                     }
@@ -566,7 +566,7 @@ impl Reader {
         }
         // Newest first; ties broken by event sequence, then id, so paging is stable.
         let key = |(seq, item): &(u64, TimelineItem)| (item.at, *seq, item.id);
-        items.sort_by(|a, b| key(b).cmp(&key(a)));
+        items.sort_by_key(|e| std::cmp::Reverse(key(e)));
         let start = match cursor.map(Cursor::decode).transpose()? {
             Some(Cursor {
                 value: Value::List(parts),
