@@ -18,14 +18,18 @@ async fn check_crud(s: &TestServer, kind: &str, create: Value, patch: Value, der
     let (status, created) = s.post(&base, &create).await;
     assert_eq!(status, StatusCode::CREATED, "{kind}: {created}");
     let id = id_of(&created);
-    assert!(id.parse::<kith_core::Id>().is_ok(), "{kind}: id {id} is a UUID");
+    assert!(
+        id.parse::<kith_core::Id>().is_ok(),
+        "{kind}: id {id} is a UUID"
+    );
     for key in ["created_at", "updated_at"] {
         crate::support::time(&created[key]);
     }
     assert_eq!(created["created_at"], created["updated_at"]);
     for key in created.as_object().unwrap().keys() {
         assert!(
-            key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            key.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "{kind}: field '{key}' is not snake_case"
         );
     }
@@ -35,7 +39,11 @@ async fn check_crud(s: &TestServer, kind: &str, create: Value, patch: Value, der
     assert_eq!(s.count(kind, "").await, count_before + 1);
 
     let path = format!("{base}/{id}");
-    assert_eq!(s.get_ok(&path).await, created, "{kind}: GET returns what POST returned");
+    assert_eq!(
+        s.get_ok(&path).await,
+        created,
+        "{kind}: GET returns what POST returned"
+    );
 
     let (status, updated) = s.patch(&path, &patch).await;
     assert_eq!(status, StatusCode::OK, "{kind}: {updated}");
@@ -53,20 +61,42 @@ async fn check_crud(s: &TestServer, kind: &str, create: Value, patch: Value, der
         if key == "updated_at" || patch.get(key).is_some() || derived.contains(&key.as_str()) {
             continue;
         }
-        assert_eq!(&updated[key], before, "{kind}.{key} must not change on PATCH");
+        assert_eq!(
+            &updated[key], before,
+            "{kind}.{key} must not change on PATCH"
+        );
     }
     assert!(
         crate::support::time(&updated["updated_at"]) > crate::support::time(&created["updated_at"]),
         "{kind}: updated_at moves forward"
     );
-    assert_eq!(s.get_ok(&path).await, updated, "{kind}: GET returns what PATCH returned");
+    assert_eq!(
+        s.get_ok(&path).await,
+        updated,
+        "{kind}: GET returns what PATCH returned"
+    );
 
     let (status, body) = s.delete(&path).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{kind}: {body}");
     assert!(body.is_null(), "{kind}: 204 has no body: {body}");
-    assert_error(&s.get(&path).await, StatusCode::NOT_FOUND, "not_found", None);
-    assert_error(&s.delete(&path).await, StatusCode::NOT_FOUND, "not_found", None);
-    assert_error(&s.patch(&path, &patch).await, StatusCode::NOT_FOUND, "not_found", None);
+    assert_error(
+        &s.get(&path).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    assert_error(
+        &s.delete(&path).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    assert_error(
+        &s.patch(&path, &patch).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
     assert_eq!(s.count(kind, "").await, count_before);
 }
 
@@ -108,8 +138,12 @@ async fn companies_crud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deals_crud() {
     let s = TestServer::start().await;
-    let company = s.create_id("companies", json!({ "name": "Babbage & Co" })).await;
-    let contact = s.create_id("contacts", json!({ "first_name": "Charles" })).await;
+    let company = s
+        .create_id("companies", json!({ "name": "Babbage & Co" }))
+        .await;
+    let contact = s
+        .create_id("contacts", json!({ "first_name": "Charles" }))
+        .await;
     check_crud(
         &s,
         "deals",
@@ -129,7 +163,9 @@ async fn deals_crud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_crud() {
     let s = TestServer::start().await;
-    let requester = s.create_id("contacts", json!({ "email": "help@example.com" })).await;
+    let requester = s
+        .create_id("contacts", json!({ "email": "help@example.com" }))
+        .await;
     check_crud(
         &s,
         "tickets",
@@ -147,8 +183,12 @@ async fn tickets_crud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactions_crud() {
     let s = TestServer::start().await;
-    let contact = s.create_id("contacts", json!({ "first_name": "Mary" })).await;
-    let company = s.create_id("companies", json!({ "name": "Somerville Ltd" })).await;
+    let contact = s
+        .create_id("contacts", json!({ "first_name": "Mary" }))
+        .await;
+    let company = s
+        .create_id("companies", json!({ "name": "Somerville Ltd" }))
+        .await;
     check_crud(
         &s,
         "interactions",
@@ -167,7 +207,9 @@ async fn interactions_crud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_crud() {
     let s = TestServer::start().await;
-    let contact = s.create_id("contacts", json!({ "first_name": "Grace" })).await;
+    let contact = s
+        .create_id("contacts", json!({ "first_name": "Grace" }))
+        .await;
     check_crud(
         &s,
         "tasks",
@@ -185,9 +227,16 @@ async fn tasks_crud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derived_fields_follow_updates() {
     let s = TestServer::start().await;
-    let contact = s.create_id("contacts", json!({ "first_name": "Grace" })).await;
+    let contact = s
+        .create_id("contacts", json!({ "first_name": "Grace" }))
+        .await;
 
-    let task = s.create("tasks", json!({ "title": "Call back", "contact_id": contact })).await;
+    let task = s
+        .create(
+            "tasks",
+            json!({ "title": "Call back", "contact_id": contact }),
+        )
+        .await;
     assert_eq!(task["done"], json!(false));
     assert!(task["completed_at"].is_null());
     let path = format!("/api/v1/tasks/{}", id_of(&task));
@@ -196,7 +245,12 @@ async fn derived_fields_follow_updates() {
     let (_, reopened) = s.patch(&path, &json!({ "done": false })).await;
     assert!(reopened["completed_at"].is_null(), "{reopened}");
 
-    let ticket = s.create("tickets", json!({ "subject": "Broken", "requester_id": contact })).await;
+    let ticket = s
+        .create(
+            "tickets",
+            json!({ "subject": "Broken", "requester_id": contact }),
+        )
+        .await;
     assert_eq!(ticket["status"], json!("open"));
     assert_eq!(ticket["priority"], json!("normal"));
     assert!(ticket["resolved_at"].is_null());
@@ -209,7 +263,12 @@ async fn derived_fields_follow_updates() {
     assert_eq!(closed["resolved_at"], resolved_at);
 
     // An interaction without occurred_at happened now.
-    let note = s.create("interactions", json!({ "kind": "note", "contact_id": contact })).await;
+    let note = s
+        .create(
+            "interactions",
+            json!({ "kind": "note", "contact_id": contact }),
+        )
+        .await;
     assert_eq!(note["occurred_at"], note["created_at"]);
 
     // A PATCH that changes nothing returns the record untouched.
@@ -223,15 +282,32 @@ async fn derived_fields_follow_updates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_contact_clears_references_to_it() {
     let s = TestServer::start().await;
-    let contact = s.create_id("contacts", json!({ "first_name": "Ada" })).await;
-    let other = s.create_id("contacts", json!({ "first_name": "Charles" })).await;
-    let deal = s
-        .create_id("deals", json!({ "title": "Engine", "stage": "lead", "contact_ids": [contact, other] }))
+    let contact = s
+        .create_id("contacts", json!({ "first_name": "Ada" }))
         .await;
-    let ticket = s.create_id("tickets", json!({ "subject": "Help", "requester_id": contact })).await;
-    let only_linked = s.create_id("tasks", json!({ "title": "Call", "contact_id": contact })).await;
+    let other = s
+        .create_id("contacts", json!({ "first_name": "Charles" }))
+        .await;
+    let deal = s
+        .create_id(
+            "deals",
+            json!({ "title": "Engine", "stage": "lead", "contact_ids": [contact, other] }),
+        )
+        .await;
+    let ticket = s
+        .create_id(
+            "tickets",
+            json!({ "subject": "Help", "requester_id": contact }),
+        )
+        .await;
+    let only_linked = s
+        .create_id("tasks", json!({ "title": "Call", "contact_id": contact }))
+        .await;
     let also_linked = s
-        .create_id("tasks", json!({ "title": "Quote", "contact_id": contact, "deal_id": deal }))
+        .create_id(
+            "tasks",
+            json!({ "title": "Quote", "contact_id": contact, "deal_id": deal }),
+        )
         .await;
 
     let (status, _) = s.delete(&format!("/api/v1/contacts/{contact}")).await;
@@ -250,6 +326,50 @@ async fn deleting_a_contact_clears_references_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_is_free_again_once_its_contact_lets_go() {
+    let s = TestServer::start().await;
+    let ada = s
+        .create_id("contacts", json!({ "email": "ada@example.com" }))
+        .await;
+    let taken = json!({ "email": "Ada@Example.com" });
+    assert_error(
+        &s.post("/api/v1/contacts", &taken).await,
+        StatusCode::CONFLICT,
+        "conflict",
+        Some("email"),
+    );
+
+    // Changing the email frees the old address and takes the new one.
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/contacts/{ada}"),
+            &json!({ "email": "countess@example.com" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let second = s.create_id("contacts", taken.clone()).await;
+    let (status, same) = s
+        .patch(
+            &format!("/api/v1/contacts/{ada}"),
+            &json!({ "email": "COUNTESS@example.com" }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a contact does not conflict with itself: {same}"
+    );
+
+    // Deleting frees it too.
+    let (status, _) = s.delete(&format!("/api/v1/contacts/{second}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.create_id("contacts", taken).await;
+    assert_eq!(s.count("contacts", "email=ada@example.com").await, 1);
+    assert_eq!(s.count("contacts", "email=countess@example.com").await, 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_is_exact() {
     let s = TestServer::start().await;
     // (amount as sent, amount as stored)
@@ -263,24 +383,52 @@ async fn money_is_exact() {
     ];
     for (sent, stored) in cases {
         let deal = s
-            .create("deals", json!({ "title": "Exact", "stage": "lead", "amount": sent, "currency": "usd" }))
+            .create(
+                "deals",
+                json!({ "title": "Exact", "stage": "lead", "amount": sent, "currency": "usd" }),
+            )
             .await;
         assert_eq!(deal["amount"], json!(stored), "sent {sent}");
         assert_eq!(deal["currency"], json!("USD"));
         let again = s.get_ok(&format!("/api/v1/deals/{}", id_of(&deal))).await;
         assert_eq!(again["amount"], json!(stored), "sent {sent}, read back");
     }
-    let deal = s.create("deals", json!({ "title": "Patch me", "stage": "lead", "amount": "1", "currency": "EUR" })).await;
-    let (_, patched) = s.patch(&format!("/api/v1/deals/{}", id_of(&deal)), &json!({ "amount": 19.99 })).await;
+    let deal = s
+        .create(
+            "deals",
+            json!({ "title": "Patch me", "stage": "lead", "amount": "1", "currency": "EUR" }),
+        )
+        .await;
+    let (_, patched) = s
+        .patch(
+            &format!("/api/v1/deals/{}", id_of(&deal)),
+            &json!({ "amount": 19.99 }),
+        )
+        .await;
     assert_eq!(patched["amount"], json!("19.99"));
 
     // Bad amounts are refused, naming the field.
     for (body, field) in [
-        (json!({ "title": "x", "stage": "lead", "amount": "12.34567", "currency": "USD" }), "amount"),
-        (json!({ "title": "x", "stage": "lead", "amount": "-5", "currency": "USD" }), "amount"),
-        (json!({ "title": "x", "stage": "lead", "amount": "lots", "currency": "USD" }), "amount"),
-        (json!({ "title": "x", "stage": "lead", "amount": "5" }), "currency"),
-        (json!({ "title": "x", "stage": "lead", "amount": "5", "currency": "EURO" }), "currency"),
+        (
+            json!({ "title": "x", "stage": "lead", "amount": "12.34567", "currency": "USD" }),
+            "amount",
+        ),
+        (
+            json!({ "title": "x", "stage": "lead", "amount": "-5", "currency": "USD" }),
+            "amount",
+        ),
+        (
+            json!({ "title": "x", "stage": "lead", "amount": "lots", "currency": "USD" }),
+            "amount",
+        ),
+        (
+            json!({ "title": "x", "stage": "lead", "amount": "5" }),
+            "currency",
+        ),
+        (
+            json!({ "title": "x", "stage": "lead", "amount": "5", "currency": "EURO" }),
+            "currency",
+        ),
     ] {
         assert_error(
             &s.post("/api/v1/deals", &body).await,

@@ -43,13 +43,26 @@ async fn bad_input_gets_exact_errors_and_changes_nothing() {
     use StatusCode as S;
     let s = TestServer::start().await;
     let (status, _) = s
-        .post("/api/v1/fields/contacts", &json!({ "name": "tier", "type": "choice", "options": ["gold", "silver"] }))
+        .post(
+            "/api/v1/fields/contacts",
+            &json!({ "name": "tier", "type": "choice", "options": ["gold", "silver"] }),
+        )
         .await;
     assert_eq!(status, S::CREATED);
-    let ada = s.create_id("contacts", json!({ "first_name": "Ada", "email": "ada@example.com" })).await;
-    s.create_id("contacts", json!({ "first_name": "Bob", "email": "bob@example.com" })).await;
+    let ada = s
+        .create_id(
+            "contacts",
+            json!({ "first_name": "Ada", "email": "ada@example.com" }),
+        )
+        .await;
+    s.create_id(
+        "contacts",
+        json!({ "first_name": "Bob", "email": "bob@example.com" }),
+    )
+    .await;
     let company = s.create_id("companies", json!({ "name": "Acme" })).await;
-    s.create_id("deals", json!({ "title": "Big one", "stage": "lead" })).await;
+    s.create_id("deals", json!({ "title": "Big one", "stage": "lead" }))
+        .await;
 
     let before = s.health().await;
     let contacts_before = s.list_all("/api/v1/contacts?limit=100").await;
@@ -60,6 +73,8 @@ async fn bad_input_gets_exact_errors_and_changes_nothing() {
     let bad = S::BAD_REQUEST;
     let invalid = S::UNPROCESSABLE_ENTITY;
     let not_found = S::NOT_FOUND;
+    // One line per case reads as a table; rustfmt would spread each over eight lines.
+    #[rustfmt::skip]
     let cases = vec![
         // Bodies that are not a JSON object.
         case(M::POST, contacts, Some("{"), bad, "malformed_json", None),
@@ -174,7 +189,9 @@ async fn bad_input_gets_exact_errors_and_changes_nothing() {
     ];
     for c in &cases {
         let what = format!("{} {} {:?}", c.method, c.path, c.body);
-        let reply = s.send(c.method.clone(), &c.path, c.body.clone().map(Body::from)).await;
+        let reply = s
+            .send(c.method.clone(), &c.path, c.body.clone().map(Body::from))
+            .await;
         let (status, body) = &reply;
         assert!(
             *status == c.status && body["error"]["code"] == json!(c.code),
@@ -186,14 +203,30 @@ async fn bad_input_gets_exact_errors_and_changes_nothing() {
     }
 
     // Oversized bodies are refused before anything is parsed.
-    let huge = format!(r#"{{"first_name": "{}"}}"#, "a".repeat(kith_host::api::MAX_BODY));
-    assert_error(&s.post_raw(contacts, huge).await, S::PAYLOAD_TOO_LARGE, "body_too_large", None);
+    let huge = format!(
+        r#"{{"first_name": "{}"}}"#,
+        "a".repeat(kith_host::api::MAX_BODY)
+    );
+    assert_error(
+        &s.post_raw(contacts, huge).await,
+        S::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        None,
+    );
     let huge = format!(r#"{{"title": "{}"}}"#, "a".repeat(kith_host::api::MAX_BODY));
-    assert_error(&s.send(M::PATCH, &ada_path, Some(Body::from(huge))).await, S::PAYLOAD_TOO_LARGE, "body_too_large", None);
+    assert_error(
+        &s.send(M::PATCH, &ada_path, Some(Body::from(huge))).await,
+        S::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        None,
+    );
 
     // Bad input never hurts: counts, records and the event log are exactly as before.
     assert_eq!(s.health().await, before);
-    assert_eq!(s.list_all("/api/v1/contacts?limit=100").await, contacts_before);
+    assert_eq!(
+        s.list_all("/api/v1/contacts?limit=100").await,
+        contacts_before
+    );
     assert_eq!(s.events().await, events_before);
     s.stop().await;
 }

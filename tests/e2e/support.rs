@@ -70,7 +70,8 @@ impl TestServer {
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.send(Method::POST, path, Some(Body::from(body.to_string()))).await
+        self.send(Method::POST, path, Some(Body::from(body.to_string())))
+            .await
     }
 
     /// `POST path` with a body sent exactly as given.
@@ -80,7 +81,8 @@ impl TestServer {
 
     /// `PATCH path` with a JSON body.
     pub async fn patch(&self, path: &str, body: &Value) -> Reply {
-        self.send(Method::PATCH, path, Some(Body::from(body.to_string()))).await
+        self.send(Method::PATCH, path, Some(Body::from(body.to_string())))
+            .await
     }
 
     /// `DELETE path`.
@@ -91,7 +93,11 @@ impl TestServer {
     /// Creates a record of `kind` (plural, as in the URL), asserting 201; returns it.
     pub async fn create(&self, kind: &str, body: Value) -> Value {
         let (status, record) = self.post(&format!("/api/v1/{kind}"), &body).await;
-        assert_eq!(status, StatusCode::CREATED, "creating {kind} {body}: {record}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating {kind} {body}: {record}"
+        );
         record
     }
 
@@ -124,7 +130,13 @@ impl TestServer {
                 None => path.to_owned(),
             };
             let page = self.get_ok(&page_path).await;
-            items.extend(page["items"].as_array().expect("items is a list").iter().cloned());
+            items.extend(
+                page["items"]
+                    .as_array()
+                    .expect("items is a list")
+                    .iter()
+                    .cloned(),
+            );
             match page["next_cursor"].as_str() {
                 Some(next) => {
                     assert_ne!(cursor.as_deref(), Some(next), "the cursor did not advance");
@@ -149,7 +161,9 @@ impl TestServer {
         let mut events = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.get_ok(&format!("/api/v1/events?after={after}&limit=1000")).await;
+            let page = self
+                .get_ok(&format!("/api/v1/events?after={after}&limit=1000"))
+                .await;
             let items = page["items"].as_array().expect("items is a list");
             if items.is_empty() {
                 return events;
@@ -180,7 +194,9 @@ pub async fn send(
 ) -> Reply {
     let mut request = client.request(method.clone(), format!("{base}{path}"));
     if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body);
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
     }
     let response = request
         .send()
