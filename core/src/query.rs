@@ -223,7 +223,8 @@ impl Cursor {
 pub struct TimelineItem {
     /// When it happened.
     pub at: Timestamp,
-    /// `interaction`, `task`, `deal`, `ticket`, `contact` for linked records, or `change`.
+    /// `interaction`, `task`, `deal` or `ticket` for linked records, `change` for the record's
+    /// own events.
     #[serde(rename = "type")]
     pub item_type: String,
     /// The linked record's id, or the changed record's id.

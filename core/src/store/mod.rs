@@ -76,12 +76,36 @@ struct Shared {
     path: PathBuf,
 }
 
+/// The writer thread and its queue. Dropping the last handle closes the queue and waits for
+/// the thread, so the file is released as soon as the last `Store` clone is gone.
+struct Writer {
+    queue: RwLock<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    fn close(&self) {
+        self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("the writer thread panicked while closing");
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// A handle to the store; cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    queue: Arc<RwLock<Option<Sender<Job>>>>,
-    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    writer: Arc<Writer>,
 }
 
 impl Store {
@@ -119,8 +143,10 @@ impl Store {
             })?;
         Ok(Store {
             shared,
-            queue: Arc::new(RwLock::new(Some(tx))),
-            writer: Arc::new(Mutex::new(Some(handle))),
+            writer: Arc::new(Writer {
+                queue: RwLock::new(Some(tx)),
+                thread: Mutex::new(Some(handle)),
+            }),
         })
     }
 
@@ -137,7 +163,7 @@ impl Store {
     /// Queues a command; `reply` runs on the writer thread once the command's batch has
     /// committed durably (or with the command's own error). It must not block.
     pub fn submit(&self, cmd: Command, actor: &str, reply: Reply) {
-        let queue = self.queue.read().unwrap_or_else(|p| p.into_inner());
+        let queue = self.writer.queue.read().unwrap_or_else(|p| p.into_inner());
         let job = Job {
             cmd,
             actor: actor.to_owned(),
@@ -252,13 +278,7 @@ impl Store {
     /// Later writes fail with [`Error::ShuttingDown`]; the file closes when the last handle
     /// is dropped.
     pub fn close(&self) {
-        self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle
-            && h.join().is_err()
-        {
-            tracing::error!("the writer thread panicked while closing");
-        }
+        self.writer.close();
     }
 }
 
@@ -326,6 +346,9 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<u64, StoreError
 }
 
 fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_seq: u64) {
+    // One generator for the writer's whole life: ids made within one millisecond stay in
+    // creation order only while the same generator's counter makes them.
+    let ids = IdGenerator::new();
     // `recv` keeps returning queued jobs after the senders are gone, so closing drains the
     // queue before the loop ends.
     while let Ok(first) = rx.recv() {
@@ -336,23 +359,22 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
                 Err(_) => break,
             }
         }
-        run_batch(shared, batch, &mut next_seq);
+        run_batch(shared, batch, &ids, &mut next_seq);
     }
 }
 
-fn run_batch(shared: &Shared, batch: Vec<Job>, next_seq: &mut u64) {
+fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut u64) {
     let start_seq = *next_seq;
     let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
     let committed = (|| -> Result<(), Error> {
         let txn = shared.db.begin_write()?;
         {
             let mut tables = Tables::open(&txn)?;
-            let ids = IdGenerator::new();
             for job in batch {
                 let mut ctx = Ctx {
                     now: shared.clock.now(),
                     actor: &job.actor,
-                    ids: &ids,
+                    ids,
                     next_seq,
                 };
                 let result = tables.apply(job.cmd, &mut ctx);

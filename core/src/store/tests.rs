@@ -23,6 +23,7 @@ use crate::error::{Error, FieldError, StoreError};
 use crate::event::{FieldChange, Operation};
 use crate::id::Id;
 use crate::money::Decimal;
+use crate::pipeline::{Pipeline, Stage, StageOutcome};
 use crate::query::{Filter, FilterOp, Query, SortKey};
 use crate::value::Value;
 
@@ -274,7 +275,14 @@ fn invalid_built_in_fields_are_refused_naming_the_field() {
         f.extend(extra.iter().cloned());
         f
     };
-    let cases: Vec<(EntityKind, Vec<(&str, Value)>, &str, &str)> = vec![
+    // (kind, input, the field the error names, a fragment of its message)
+    type Case = (
+        EntityKind,
+        Vec<(&'static str, Value)>,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             Contact,
             vec![("email", text("bob@"))],
@@ -951,10 +959,10 @@ impl Model {
 
     /// What the store must answer to writing `rec` (as record `id` when updating).
     fn verdict(&self, id: Option<Id>, rec: &MRec) -> Expect {
-        if let MRec::Deal { stage, .. } = rec {
-            if !STAGES.contains(&stage.as_str()) {
-                return Expect::Invalid("stage".to_owned());
-            }
+        if let MRec::Deal { stage, .. } = rec
+            && !STAGES.contains(&stage.as_str())
+        {
+            return Expect::Invalid("stage".to_owned());
         }
         if rec.orphaned() {
             return Expect::Invalid("contact_id".to_owned());
@@ -1065,10 +1073,10 @@ impl Model {
                 };
                 let mut contacts = Vec::new();
                 for _ in 0..rng.random_range(0..3) {
-                    if let Some(c) = self.pick(rng, Contact) {
-                        if !contacts.contains(&c) {
-                            contacts.push(c);
-                        }
+                    if let Some(c) = self.pick(rng, Contact)
+                        && !contacts.contains(&c)
+                    {
+                        contacts.push(c);
                     }
                 }
                 MRec::Deal {
@@ -1078,7 +1086,7 @@ impl Model {
                 }
             }
             Ticket => MRec::Ticket {
-                status: *TICKET_STATUSES.choose(rng).unwrap(),
+                status: TICKET_STATUSES.choose(rng).unwrap(),
                 assignee: if rng.random_bool(0.7) {
                     ASSIGNEES.choose(rng).copied()
                 } else {
@@ -2635,4 +2643,65 @@ fn timeline_shows_linked_records_and_changes_newest_first() {
         assert!(paged.len() <= 6, "timeline paging does not end");
     }
     assert_eq!(paged, page.items);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pipelines
+// ---------------------------------------------------------------------------------------
+
+fn partners_pipeline(stages: &[(&str, StageOutcome)]) -> Pipeline {
+    Pipeline {
+        key: "partners".to_owned(),
+        name: "Partners".to_owned(),
+        stages: stages
+            .iter()
+            .map(|(key, outcome)| Stage {
+                key: (*key).to_owned(),
+                name: String::new(),
+                probability: 50,
+                outcome: *outcome,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_pipeline_keeps_stages_its_own_deals_use_and_drops_others() {
+    use StageOutcome::{Lost, Open, Won};
+    let fx = Fixture::new();
+    let s = &fx.store;
+    let full = partners_pipeline(&[("lead", Open), ("demo", Open), ("won", Won), ("lost", Lost)]);
+    s.execute(Command::PutPipeline(full), ACTOR).unwrap();
+    create(
+        s,
+        Deal,
+        &[
+            ("title", text("Reseller")),
+            ("pipeline", text("partners")),
+            ("stage", text("demo")),
+        ],
+    )
+    .unwrap();
+    // A deal of another pipeline sits in a stage with the same key as one of ours.
+    create(
+        s,
+        Deal,
+        &[("title", text("Direct")), ("stage", text("lead"))],
+    )
+    .unwrap();
+
+    // Removing a stage the pipeline's own deals use is refused.
+    let without_demo = partners_pipeline(&[("lead", Open), ("won", Won), ("lost", Lost)]);
+    let msg = assert_invalid(
+        s.execute(Command::PutPipeline(without_demo), ACTOR),
+        "stages",
+    );
+    assert!(msg.contains("stage 'demo' still has deals"), "{msg}");
+
+    // Removing one no deal of this pipeline uses is allowed, whatever other pipelines do.
+    let without_lead = partners_pipeline(&[("demo", Open), ("won", Won), ("lost", Lost)]);
+    match s.execute(Command::PutPipeline(without_lead), ACTOR) {
+        Ok(Outcome::Pipeline(p)) => assert_eq!(p.stage_keys(), vec!["demo", "won", "lost"]),
+        other => panic!("no deal of 'partners' is in 'lead', yet: {other:?}"),
+    }
 }

@@ -447,20 +447,19 @@ impl<'t> Tables<'t> {
         p.validate()?;
         if let Some(old) = self.pipelines.get(p.key.as_str())? {
             let old: Pipeline = decode(old.value(), || format!("pipeline {}", p.key))?;
-            for stage in old.stages.iter().filter(|s| p.stage(&s.key).is_none()) {
-                let in_use = self
-                    .text
-                    .range(
-                        ("deal.stage", stage.key.as_str(), 0)
-                            ..=("deal.stage", stage.key.as_str(), u128::MAX),
-                    )?
-                    .next()
-                    .is_some();
-                if in_use {
+            // A stage that this pipeline's deals sit in must keep existing, and keep its
+            // outcome: deals store the status their stage implied when they were written.
+            for stage in &old.stages {
+                let problem = match p.stage(&stage.key) {
+                    None => "remove it",
+                    Some(new) if new.outcome != stage.outcome => "change its outcome",
+                    Some(_) => continue,
+                };
+                if self.pipeline_has_deals_in(&p.key, &stage.key)? {
                     return Err(Error::invalid(
                         "stages",
                         format!(
-                            "stage '{}' still has deals; move them before removing it",
+                            "stage '{}' still has deals; move them to another stage before you {problem}",
                             stage.key
                         ),
                     ));
@@ -470,6 +469,23 @@ impl<'t> Tables<'t> {
         let bytes = encode(&p)?;
         self.pipelines.insert(p.key.as_str(), bytes.as_slice())?;
         Ok(Outcome::Pipeline(p))
+    }
+
+    /// Whether any deal of `pipeline` is in `stage`. The stage index is keyed by stage alone
+    /// (so `stage=proposal` filters need no pipeline), hence the check of each hit.
+    fn pipeline_has_deals_in(&self, pipeline: &str, stage: &str) -> Result<bool, Error> {
+        for entry in self
+            .text
+            .range(("deal.stage", stage, 0)..=("deal.stage", stage, u128::MAX))?
+        {
+            let id = Id::from_u128(entry?.0.value().2);
+            if let Some(deal) = self.load::<crate::entity::Deal>(id)?
+                && deal.pipeline == pipeline
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
