@@ -99,10 +99,12 @@ impl From<FieldError> for Error {
 #[non_exhaustive]
 pub enum StoreError {
     /// The data directory cannot be created or written.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {what}: {source}")]
     Directory {
-        /// The directory.
+        /// The directory (or the file in it that failed).
         path: PathBuf,
+        /// What Kith was trying to do.
+        what: &'static str,
         /// The underlying I/O error.
         source: std::io::Error,
     },

@@ -1,6 +1,6 @@
 //! Load benchmark: starts the release `kith` server on a temporary directory and drives it
 //! over HTTP from 64 concurrent keep-alive clients. Phases: durable contact creates, GETs by
-//! id, list pages. Then it restarts the server with group commit off (one transaction and one
+//! id, list pages, and a no-op request (the machine's ceiling for any request). Then it restarts the server with group commit off (one transaction and one
 //! fsync per request) and runs the same create phase, printing the ratio.
 //!
 //! Run: `cargo bench -p kith-host --bench load` (optional: `KITH_BENCH_SECS=10`).
@@ -264,6 +264,19 @@ fn main() {
         })
         .await;
         lists.print();
+        // The ceiling of this machine for any request: routing and a small JSON error body,
+        // no storage at all. Reads cannot beat it; it puts the figures above in proportion.
+        let noop_addr = addr.clone();
+        let noop = phase("no-op request (404, no storage)", &addr, secs, move |mut s, _c, _n| {
+            let addr = noop_addr.clone();
+            async move {
+                let (status, _) = call(&mut s, Method::GET, &addr, "/api/v1/nothing", None).await;
+                assert_eq!(status, StatusCode::NOT_FOUND);
+                s
+            }
+        })
+        .await;
+        noop.print();
         drop(server);
 
         let server = Server::start(1);
@@ -277,6 +290,12 @@ fn main() {
             creates.rate() / single.rate(),
             creates.rate(),
             single.rate()
+        );
+        println!(
+            "get by id runs at {:.0}% of the no-op request rate ({:.0} vs {:.0} /s)",
+            100.0 * gets.rate() / noop.rate(),
+            gets.rate(),
+            noop.rate()
         );
     });
 }

@@ -112,8 +112,16 @@ impl Store {
     /// Opens (or creates) the store in `config.dir`.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let dir = &config.dir;
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::Directory {
+                path: dir.clone(),
+                what: "it is a file, not a directory",
+                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
             path: dir.clone(),
+            what: "cannot create it",
             source,
         })?;
         let path = dir.join(DB_FILE);
@@ -121,7 +129,11 @@ impl Store {
             Ok(db) => db,
             Err(DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::InUse { path }),
             Err(DatabaseError::Storage(redb::StorageError::Io(source))) => {
-                return Err(StoreError::Directory { path, source });
+                return Err(StoreError::Directory {
+                    path,
+                    what: "cannot open the database file",
+                    source,
+                });
             }
             Err(e) => return Err(StoreError::Redb(e.into())),
         };
@@ -139,6 +151,7 @@ impl Store {
             .spawn(move || writer_loop(&writer_shared, &rx, max_batch, next_seq))
             .map_err(|source| StoreError::Directory {
                 path: dir.clone(),
+                what: "cannot start the writer thread",
                 source,
             })?;
         Ok(Store {

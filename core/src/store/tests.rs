@@ -2705,3 +2705,49 @@ fn a_pipeline_keeps_stages_its_own_deals_use_and_drops_others() {
         other => panic!("no deal of 'partners' is in 'lead', yet: {other:?}"),
     }
 }
+
+#[test]
+fn a_format_1_file_still_opens() {
+    // A file written by the first on-disk format (see core/fixtures/README.md). Whatever the
+    // format becomes, this file must open with its data intact.
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/format-1.redb");
+    std::fs::copy(&fixture, dir.path().join(DB_FILE)).unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = open_store(dir.path(), &clock, 16).unwrap();
+
+    let company: Id = "01a20946-2cce-74a6-aec1-ff803a69f394".parse().unwrap();
+    let contact: Id = "01a20946-2ce3-775e-b3c7-a74d5fb39acc".parse().unwrap();
+    let deal: Id = "01a20946-2d10-702e-a54c-6b7da7866340".parse().unwrap();
+    assert_eq!(
+        store.get(Company, company).unwrap().summary(),
+        "Fixture Ltd"
+    );
+    assert_eq!(store.get(Contact, contact).unwrap().summary(), "Format One");
+    let AnyRecord::Deal(d) = store.get(Deal, deal).unwrap() else {
+        panic!("expected a deal");
+    };
+    assert_eq!(d.amount, Some(rust_decimal::Decimal::new(123450, 2)));
+    assert_eq!(d.stage, "negotiation");
+    assert_eq!(d.company_id, Some(company));
+    assert_eq!(d.contact_ids, vec![contact]);
+    assert_eq!(d.custom.get("tier"), Some(&Value::Text("gold".to_owned())));
+    let counts: Vec<u64> = store
+        .counts()
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(counts, vec![1, 1, 1, 1, 1, 1]);
+    assert_eq!(store.last_event_seq().unwrap(), 7);
+    assert!(store.verify_indexes().unwrap().is_empty());
+    let timeline = store.timeline(Contact, contact, 100, None).unwrap();
+    assert_eq!(
+        timeline.items.len(),
+        5,
+        "ticket, call, task, deal and its creation"
+    );
+    // And it takes new writes, continuing the event sequence.
+    create(&store, Contact, &[("first_name", text("New"))]).unwrap();
+    assert_eq!(store.last_event_seq().unwrap(), 8);
+}
