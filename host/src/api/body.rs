@@ -100,3 +100,52 @@ fn invalid(field: &str, message: String) -> ApiError {
     )
     .with_field(field)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        for (body, message) in [
+            ("", "empty"),
+            ("  ", "empty"),
+            ("[1]", "not an array"),
+            ("\"x\"", "not a string"),
+            ("{\"a\":", "not valid JSON"),
+        ] {
+            let err = parse_object(body.as_bytes()).unwrap_err();
+            assert!(format!("{err:?}").contains(message), "{body:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn objects_become_input() {
+        let map =
+            parse_object(br#"{"title": "Pilot", "amount": 19.99, "custom": {"tier": "gold"}}"#)
+                .unwrap();
+        let input = to_input(map).unwrap();
+        assert_eq!(input.fields["title"], Value::Text("Pilot".to_owned()));
+        assert_eq!(
+            input.fields["amount"],
+            Value::Number(rust_decimal::Decimal::new(1999, 2))
+        );
+        assert_eq!(input.custom["tier"], Value::Text("gold".to_owned()));
+    }
+
+    #[test]
+    fn nested_objects_name_their_field() {
+        for (body, field) in [
+            (r#"{"title": {"a": 1}}"#, "title"),
+            (r#"{"custom": {"tier": {"a": 1}}}"#, "custom.tier"),
+            (r#"{"custom": 3}"#, "custom"),
+        ] {
+            let err = to_input(parse_object(body.as_bytes()).unwrap()).unwrap_err();
+            assert_eq!(err.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(
+                format!("{err:?}").contains(&format!("field: Some(\"{field}\")")),
+                "{body}: {err:?}"
+            );
+        }
+    }
+}

@@ -183,3 +183,62 @@ async fn timeline(
     .await?;
     Ok(Json(page))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str, expected: Result<Query, &str>) {
+        match (parse_query(Some(raw)), expected) {
+            (Ok(q), Ok(want)) => assert_eq!(q, want, "query {raw:?}"),
+            (Err(e), Err(field)) => {
+                assert_eq!(e.status(), StatusCode::BAD_REQUEST, "query {raw:?}");
+                let body = format!("{e:?}");
+                assert!(body.contains(field), "query {raw:?}: {body}");
+            }
+            (got, want) => panic!("query {raw:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    fn filter(field: &str, op: FilterOp, value: &str) -> Filter {
+        Filter {
+            field: field.to_owned(),
+            op,
+            value: value.to_owned(),
+        }
+    }
+
+    #[test]
+    fn query_strings() {
+        check("", Ok(Query::default()));
+        check(
+            "stage=proposal&amount[gte]=1000&sort=-amount&limit=20&q=acme",
+            Ok(Query {
+                filters: vec![
+                    filter("stage", FilterOp::Eq, "proposal"),
+                    filter("amount", FilterOp::Gte, "1000"),
+                ],
+                search: Some("acme".to_owned()),
+                sort: Some(SortKey {
+                    field: "amount".to_owned(),
+                    descending: true,
+                }),
+                limit: 20,
+                cursor: None,
+            }),
+        );
+        check(
+            "status%5Bin%5D=open%2Cwon&custom.tier=gold",
+            Ok(Query {
+                filters: vec![
+                    filter("status", FilterOp::In, "open,won"),
+                    filter("custom.tier", FilterOp::Eq, "gold"),
+                ],
+                ..Query::default()
+            }),
+        );
+        check("amount[zz]=1", Err("unknown operator 'zz'"));
+        check("limit=0", Err("limit"));
+        check("limit=ten", Err("limit"));
+    }
+}
