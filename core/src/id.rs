@@ -99,4 +99,13 @@ impl IdGenerator {
         let ts = UuidTimestamp::from_unix(&*ctx, secs, at.timestamp_subsec_nanos());
         Id(Uuid::new_v7(ts))
     }
+
+    /// A new id for a record dated `at` in the past (imports, demo history). The shared
+    /// context would refuse to go back in time, so these ids skip it: they sort by `at`, and
+    /// two made for the same millisecond fall in random order.
+    pub fn backdated(&self, at: &Timestamp) -> Id {
+        let secs = u64::try_from(at.timestamp()).unwrap_or(0);
+        let ts = UuidTimestamp::from_unix(uuid::NoContext, secs, at.timestamp_subsec_nanos());
+        Id(Uuid::new_v7(ts))
+    }
 }

@@ -1,7 +1,10 @@
 //! Demo data: a realistic, reproducible CRM (fixed random seed) for `kith serve --demo`.
 //!
 //! Everything goes through the same commands the API uses, so demo records obey every
-//! validation rule and appear in the event log like any other write.
+//! validation rule and appear in the event log like any other write. Commands are backdated
+//! (`Command::Backdated`) so the data has a history: companies and contacts created over the
+//! past year, deals opened and later won or lost, tickets answered and resolved, tasks done.
+//! Reports and charts over time then show something real.
 
 use chrono::Duration;
 use fake::Fake;
@@ -10,6 +13,7 @@ use fake::faker::company::en::{Bs, CompanyName, Industry};
 use fake::faker::job::en::Title as JobTitle;
 use fake::faker::lorem::en::Sentence;
 use fake::faker::name::en::{FirstName, LastName};
+use kith_core::Timestamp;
 use kith_core::{Command, EntityKind, Error, Id, Input, Outcome, Store, Value};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -91,8 +95,17 @@ pub fn seed_if_empty(store: &Store) -> Result<Option<String>, Error> {
     seed(store, DemoSize::default()).map(Some)
 }
 
-fn ids(results: Vec<Result<Outcome, Error>>) -> Result<Vec<Id>, Error> {
-    results
+/// Runs commands, each at its own past time, and returns the ids of the records they made.
+fn run(store: &Store, cmds: Vec<(Timestamp, Command)>) -> Result<Vec<Id>, Error> {
+    let wrapped = cmds
+        .into_iter()
+        .map(|(at, command)| Command::Backdated {
+            at,
+            command: Box::new(command),
+        })
+        .collect();
+    store
+        .execute_all(wrapped, "demo")
         .into_iter()
         .map(|r| match r? {
             Outcome::Record(rec) => Ok(rec.id()),
@@ -108,6 +121,10 @@ fn text(s: impl Into<String>) -> Value {
     Value::Text(s.into())
 }
 
+fn pick<'a>(rng: &mut ChaCha8Rng, from: &[&'a str]) -> &'a str {
+    from.choose(rng).copied().unwrap_or_default()
+}
+
 fn slug(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -115,22 +132,47 @@ fn slug(name: &str) -> String {
         .to_lowercase()
 }
 
+/// A time between `from` and `to` (both in the past), uniformly.
+fn between(rng: &mut ChaCha8Rng, from: Timestamp, to: Timestamp) -> Timestamp {
+    let span = (to - from).num_seconds().max(1);
+    from + Duration::seconds(rng.random_range(0..span))
+}
+
+fn create(kind: EntityKind, input: Input) -> Command {
+    Command::Create { kind, input }
+}
+
+fn update(
+    kind: EntityKind,
+    id: Id,
+    fields: impl IntoIterator<Item = (&'static str, Value)>,
+) -> Command {
+    Command::Update {
+        kind,
+        id,
+        input: Input::with(fields),
+    }
+}
+
 /// Seeds `size` records with the fixed seed; returns a one-line summary.
 pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let now = store.clock().now();
-    let actor = "demo";
+    // Everything happens at least a minute ago, so no backdated time passes the clock.
+    let recent = now - Duration::minutes(1);
+    let days = |d: i64| now - Duration::days(d);
 
-    // Companies.
-    let mut domains = Vec::new();
+    // Companies, created over the past year and a bit.
     let mut cmds = Vec::new();
+    let mut company_at = Vec::new();
+    let mut domains = Vec::new();
     for i in 0..size.companies {
         let name: String = CompanyName().fake_with_rng(&mut rng);
         let domain = format!(
             "{}{i}.example.com",
             slug(&name).chars().take(16).collect::<String>()
         );
-        domains.push(domain.clone());
+        let at = between(&mut rng, days(420), days(120));
         let mut input = Input::with([
             ("name", text(name)),
             ("domain", text(domain.clone())),
@@ -163,46 +205,52 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
                 "country",
                 text(CountryName().fake_with_rng::<String, _>(&mut rng)),
             ),
-            ("owner", text(*OWNERS.choose(&mut rng).unwrap_or(&"alex"))),
+            ("owner", text(pick(&mut rng, OWNERS))),
         ]);
         if rng.random_bool(0.3) {
-            input.fields.insert(
-                "tags".into(),
-                Value::List(vec![text(*TAGS.choose(&mut rng).unwrap_or(&"vip"))]),
-            );
+            input
+                .fields
+                .insert("tags".into(), Value::List(vec![text(pick(&mut rng, TAGS))]));
         }
-        cmds.push(Command::Create {
-            kind: EntityKind::Company,
-            input,
-        });
+        domains.push(domain);
+        company_at.push(at);
+        cmds.push((at, create(EntityKind::Company, input)));
     }
-    let companies = ids(store.execute_all(cmds, actor))?;
+    let companies = run(store, cmds)?;
 
-    // Contacts, most working at a company, with an email at its domain.
+    // Contacts, most at a company (joining after it was added), with an email at its domain.
     let mut cmds = Vec::new();
     let mut contact_company = Vec::new();
     let mut contact_names = Vec::new();
+    let mut contact_at = Vec::new();
     for i in 0..size.contacts {
         let first: String = FirstName().fake_with_rng(&mut rng);
         let last: String = LastName().fake_with_rng(&mut rng);
-        contact_names.push(format!("{first} {last}"));
-        let company = (rng.random_bool(0.85)).then(|| rng.random_range(0..companies.len()));
+        let company = rng
+            .random_bool(0.85)
+            .then(|| rng.random_range(0..companies.len()));
         let domain = company.map_or_else(|| "mail.example.net".to_owned(), |c| domains[c].clone());
+        let at = between(
+            &mut rng,
+            company.map_or(days(365), |c| company_at[c]),
+            days(2),
+        );
         let email = format!("{}.{}{i}@{domain}", slug(&first), slug(&last));
-        let stage = *[
-            "subscriber",
-            "lead",
-            "lead",
-            "qualified",
-            "customer",
-            "customer",
-            "churned",
-        ]
-        .choose(&mut rng)
-        .unwrap_or(&"lead");
+        let stage = pick(
+            &mut rng,
+            &[
+                "subscriber",
+                "lead",
+                "lead",
+                "qualified",
+                "customer",
+                "customer",
+                "churned",
+            ],
+        );
         let mut input = Input::with([
-            ("first_name", text(first)),
-            ("last_name", text(last)),
+            ("first_name", text(first.clone())),
+            ("last_name", text(last.clone())),
             ("email", text(email)),
             (
                 "phone",
@@ -216,9 +264,9 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
                 "title",
                 text(JobTitle().fake_with_rng::<String, _>(&mut rng)),
             ),
-            ("source", text(*SOURCES.choose(&mut rng).unwrap_or(&"web"))),
+            ("source", text(pick(&mut rng, SOURCES))),
             ("lifecycle_stage", text(stage)),
-            ("owner", text(*OWNERS.choose(&mut rng).unwrap_or(&"alex"))),
+            ("owner", text(pick(&mut rng, OWNERS))),
         ]);
         if let Some(c) = company {
             input
@@ -226,147 +274,175 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
                 .insert("company_id".into(), Value::Ref(companies[c]));
         }
         if rng.random_bool(0.25) {
-            input.fields.insert(
-                "tags".into(),
-                Value::List(vec![text(*TAGS.choose(&mut rng).unwrap_or(&"vip"))]),
-            );
+            input
+                .fields
+                .insert("tags".into(), Value::List(vec![text(pick(&mut rng, TAGS))]));
         }
+        contact_names.push(format!("{first} {last}"));
         contact_company.push(company.map(|c| companies[c]));
-        cmds.push(Command::Create {
-            kind: EntityKind::Contact,
-            input,
-        });
+        contact_at.push(at);
+        cmds.push((at, create(EntityKind::Contact, input)));
     }
-    let contacts = ids(store.execute_all(cmds, actor))?;
+    let contacts = run(store, cmds)?;
 
-    // Deals spread over every stage of the default pipeline.
-    let stages = [
-        "lead",
-        "qualified",
-        "proposal",
-        "negotiation",
-        "won",
-        "lost",
-    ];
+    // Deals: opened after their contact appeared, in every stage; a third are closed later
+    // (won or lost), which gives real sales cycles and closing months.
+    let open_stages = ["lead", "qualified", "proposal", "negotiation"];
     let mut cmds = Vec::new();
+    let mut closing = Vec::new();
     for i in 0..size.deals {
-        let stage = stages[i % stages.len()];
         let ci = rng.random_range(0..contacts.len());
         let company =
             contact_company[ci].unwrap_or(companies[rng.random_range(0..companies.len())]);
+        let opened = between(&mut rng, contact_at[ci].max(days(240)), days(1));
+        let outcome = match i % 6 {
+            4 => Some("won"),
+            5 => Some("lost"),
+            _ => None,
+        };
+        let stage = match outcome {
+            Some(_) => pick(&mut rng, &["proposal", "negotiation"]),
+            None => open_stages[i % open_stages.len()],
+        };
         let amount = rust_decimal::Decimal::new(rng.random_range(20..800) * 25_000, 2);
-        let close = (now + Duration::days(rng.random_range(-60..120))).date_naive();
-        let mut input = Input::with([
+        let expected = (now + Duration::days(rng.random_range(-20..120))).date_naive();
+        let input = Input::with([
             (
                 "title",
                 text(format!(
                     "{} — {}",
-                    DEAL_WORDS.choose(&mut rng).unwrap_or(&"Pilot"),
+                    pick(&mut rng, DEAL_WORDS),
                     Bs().fake_with_rng::<String, _>(&mut rng)
                 )),
             ),
             ("amount", Value::Number(amount)),
             (
                 "currency",
-                text(
-                    *["USD", "USD", "USD", "EUR", "GBP"]
-                        .choose(&mut rng)
-                        .unwrap_or(&"USD"),
-                ),
+                text(pick(&mut rng, &["USD", "USD", "USD", "EUR", "GBP"])),
             ),
             ("stage", text(stage)),
             ("company_id", Value::Ref(company)),
             ("contact_ids", Value::List(vec![Value::Ref(contacts[ci])])),
-            ("expected_close", Value::Date(close)),
-            ("source", text(*SOURCES.choose(&mut rng).unwrap_or(&"web"))),
-            ("owner", text(*OWNERS.choose(&mut rng).unwrap_or(&"alex"))),
+            ("expected_close", Value::Date(expected)),
+            ("source", text(pick(&mut rng, SOURCES))),
+            ("owner", text(pick(&mut rng, OWNERS))),
         ]);
-        if stage == "lost" {
-            input.fields.insert(
-                "lost_reason".into(),
-                text(
-                    *["price", "timing", "competitor", "no budget", "no decision"]
-                        .choose(&mut rng)
-                        .unwrap_or(&"price"),
-                ),
-            );
+        if let Some(outcome) = outcome {
+            let closed = between(&mut rng, opened, (opened + Duration::days(75)).min(recent));
+            closing.push((i, outcome, closed));
         }
-        cmds.push(Command::Create {
-            kind: EntityKind::Deal,
-            input,
-        });
+        cmds.push((opened, create(EntityKind::Deal, input)));
     }
-    let deals = ids(store.execute_all(cmds, actor))?;
+    let deals = run(store, cmds)?;
+    let cmds = closing
+        .into_iter()
+        .map(|(i, outcome, closed)| {
+            let mut fields = vec![
+                ("stage", text(outcome)),
+                ("expected_close", Value::Date(closed.date_naive())),
+            ];
+            if outcome == "lost" {
+                fields.push((
+                    "lost_reason",
+                    text(pick(
+                        &mut rng,
+                        &["price", "timing", "competitor", "no budget", "no decision"],
+                    )),
+                ));
+            }
+            (closed, update(EntityKind::Deal, deals[i], fields))
+        })
+        .collect();
+    run(store, cmds)?;
 
-    // Tickets in every status and priority.
+    // Tickets over the last six weeks: SLA times by priority; most answered, many resolved.
     let mut cmds = Vec::new();
+    let mut followups = Vec::new();
     for i in 0..size.tickets {
         let ci = rng.random_range(0..contacts.len());
-        let status = ["open", "open", "pending", "resolved", "closed"][i % 5];
+        let opened = between(&mut rng, days(42), now - Duration::hours(2));
         let priority = ["low", "normal", "normal", "high", "urgent"][rng.random_range(0..5)];
+        let (respond_h, resolve_h) = match priority {
+            "urgent" => (1, 8),
+            "high" => (4, 24),
+            "normal" => (8, 72),
+            _ => (24, 120),
+        };
         let mut input = Input::with([
-            (
-                "subject",
-                text(*TICKET_SUBJECTS.choose(&mut rng).unwrap_or(&"Help")),
-            ),
+            ("subject", text(pick(&mut rng, TICKET_SUBJECTS))),
             (
                 "description",
                 text(Sentence(8..20).fake_with_rng::<String, _>(&mut rng)),
             ),
             ("requester_id", Value::Ref(contacts[ci])),
-            ("status", text(status)),
             ("priority", text(priority)),
             (
                 "channel",
-                text(
-                    *["email", "chat", "phone", "web"]
-                        .choose(&mut rng)
-                        .unwrap_or(&"email"),
-                ),
+                text(pick(&mut rng, &["email", "chat", "phone", "web"])),
             ),
-            (
-                "assignee",
-                text(*OWNERS.choose(&mut rng).unwrap_or(&"alex")),
-            ),
+            ("assignee", text(pick(&mut rng, OWNERS))),
             (
                 "first_response_due",
-                Value::DateTime(now + Duration::hours(rng.random_range(-6..24))),
+                Value::DateTime(opened + Duration::hours(respond_h)),
             ),
             (
                 "resolution_due",
-                Value::DateTime(now + Duration::hours(rng.random_range(12..96))),
+                Value::DateTime(opened + Duration::hours(resolve_h)),
             ),
         ]);
         if let Some(c) = contact_company[ci] {
             input.fields.insert("company_id".into(), Value::Ref(c));
         }
-        cmds.push(Command::Create {
-            kind: EntityKind::Ticket,
-            input,
-        });
+        let status = ["open", "pending", "resolved", "closed", "resolved"][i % 5];
+        // Responses land around the SLA: mostly in time, some late.
+        let answered =
+            (opened + Duration::minutes(rng.random_range(5..respond_h * 90))).min(recent);
+        if status != "open" || rng.random_bool(0.5) {
+            let resolved =
+                (answered + Duration::minutes(rng.random_range(10..resolve_h * 70))).min(recent);
+            followups.push((i, status, answered, resolved));
+        }
+        cmds.push((opened, create(EntityKind::Ticket, input)));
     }
-    let tickets = ids(store.execute_all(cmds, actor))?;
+    let tickets = run(store, cmds)?;
+    let mut cmds = Vec::new();
+    for (i, status, answered, resolved) in followups {
+        cmds.push((
+            answered,
+            update(
+                EntityKind::Ticket,
+                tickets[i],
+                [
+                    ("first_response_at", Value::DateTime(answered)),
+                    (
+                        "status",
+                        text(if status == "open" { "open" } else { "pending" }),
+                    ),
+                ],
+            ),
+        ));
+        if matches!(status, "resolved" | "closed") {
+            cmds.push((
+                resolved.max(answered),
+                update(EntityKind::Ticket, tickets[i], [("status", text(status))]),
+            ));
+        }
+    }
+    run(store, cmds)?;
 
-    // Interactions over the last six months, on contacts and sometimes their deals.
-    let kinds = ["email", "call", "meeting", "chat", "sms", "note"];
+    // Interactions over the last six months, each recorded when it happened.
     let mut cmds = Vec::new();
     for _ in 0..size.interactions {
         let ci = rng.random_range(0..contacts.len());
-        let kind = *kinds.choose(&mut rng).unwrap_or(&"email");
+        let kind = pick(
+            &mut rng,
+            &["email", "call", "meeting", "chat", "sms", "note"],
+        );
+        let at = between(&mut rng, contact_at[ci].max(days(180)), recent);
         let mut input = Input::with([
             ("kind", text(kind)),
-            (
-                "direction",
-                text(
-                    *["inbound", "outbound"]
-                        .choose(&mut rng)
-                        .unwrap_or(&"outbound"),
-                ),
-            ),
-            (
-                "occurred_at",
-                Value::DateTime(now - Duration::minutes(rng.random_range(10..60 * 24 * 180))),
-            ),
+            ("direction", text(pick(&mut rng, &["inbound", "outbound"]))),
+            ("occurred_at", Value::DateTime(at)),
             (
                 "subject",
                 text(Sentence(3..7).fake_with_rng::<String, _>(&mut rng)),
@@ -376,7 +452,7 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
                 text(Sentence(10..30).fake_with_rng::<String, _>(&mut rng)),
             ),
             ("contact_id", Value::Ref(contacts[ci])),
-            ("owner", text(*OWNERS.choose(&mut rng).unwrap_or(&"alex"))),
+            ("owner", text(pick(&mut rng, OWNERS))),
         ]);
         if matches!(kind, "call" | "meeting") {
             input.fields.insert(
@@ -399,14 +475,12 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
                 Value::Ref(tickets[rng.random_range(0..tickets.len())]),
             );
         }
-        cmds.push(Command::Create {
-            kind: EntityKind::Interaction,
-            input,
-        });
+        cmds.push((at, create(EntityKind::Interaction, input)));
     }
-    ids(store.execute_all(cmds, actor))?;
+    run(store, cmds)?;
 
-    // Tasks: some overdue, some due today, most upcoming, a third done.
+    // Tasks: made a few days before they are due; some overdue, some due today, most
+    // upcoming; a third of those already due were done.
     let verbs = [
         "Call",
         "Email",
@@ -416,24 +490,18 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
         "Check in with",
     ];
     let mut cmds = Vec::new();
-    for _ in 0..size.tasks {
+    let mut done = Vec::new();
+    for i in 0..size.tasks {
         let ci = rng.random_range(0..contacts.len());
         let due = now + Duration::hours(rng.random_range(-24 * 14..24 * 21));
+        let made = (due - Duration::days(rng.random_range(1..10))).min(recent);
         let mut input = Input::with([
             (
                 "title",
-                text(format!(
-                    "{} {}",
-                    verbs.choose(&mut rng).unwrap_or(&"Call"),
-                    contact_names[ci]
-                )),
+                text(format!("{} {}", pick(&mut rng, &verbs), contact_names[ci])),
             ),
             ("due_at", Value::DateTime(due)),
-            (
-                "assignee",
-                text(*OWNERS.choose(&mut rng).unwrap_or(&"alex")),
-            ),
-            ("done", Value::Bool(rng.random_bool(0.33))),
+            ("assignee", text(pick(&mut rng, OWNERS))),
             ("contact_id", Value::Ref(contacts[ci])),
         ]);
         if rng.random_bool(0.3) {
@@ -442,12 +510,22 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
                 Value::Ref(deals[rng.random_range(0..deals.len())]),
             );
         }
-        cmds.push(Command::Create {
-            kind: EntityKind::Task,
-            input,
-        });
+        if due < now && rng.random_bool(0.6) {
+            done.push((i, between(&mut rng, made, due.min(recent))));
+        }
+        cmds.push((made, create(EntityKind::Task, input)));
     }
-    ids(store.execute_all(cmds, actor))?;
+    let tasks = run(store, cmds)?;
+    let cmds = done
+        .into_iter()
+        .map(|(i, at)| {
+            (
+                at,
+                update(EntityKind::Task, tasks[i], [("done", Value::Bool(true))]),
+            )
+        })
+        .collect();
+    run(store, cmds)?;
 
     Ok(format!(
         "seeded demo data: {} companies, {} contacts, {} deals, {} tickets, {} interactions, {} tasks",

@@ -386,6 +386,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
             for job in batch {
                 let mut ctx = Ctx {
                     now: shared.clock.now(),
+                    backdated: false,
                     actor: &job.actor,
                     ids,
                     next_seq,

@@ -2751,3 +2751,90 @@ fn a_format_1_file_still_opens() {
     create(&store, Contact, &[("first_name", text("New"))]).unwrap();
     assert_eq!(store.last_event_seq().unwrap(), 8);
 }
+
+#[test]
+fn backdated_commands_carry_their_time_into_records_ids_and_events() {
+    let fx = Fixture::new();
+    let store = &fx.store;
+    let now = fx.clock.now();
+    let fresh = create(store, Contact, &[("first_name", text("Today"))]).unwrap();
+    let past = now - Duration::days(30);
+    let backdated = |at, command| Command::Backdated {
+        at,
+        command: Box::new(command),
+    };
+    let old = record(
+        store
+            .execute(
+                backdated(
+                    past,
+                    create_cmd(Contact, &[("first_name", text("Last month"))]),
+                ),
+                ACTOR,
+            )
+            .unwrap(),
+    );
+    let AnyRecord::Contact(c) = &old else {
+        panic!("expected a contact");
+    };
+    assert_eq!(c.created_at, past);
+    assert_eq!(c.updated_at, past);
+    assert!(Id::min_at(&past) <= c.id && c.id < Id::min_at(&(past + Duration::milliseconds(1))));
+    let events = store.events(0, 100).unwrap();
+    assert_eq!(events.last().map(|e| e.at), Some(past));
+
+    // Newest first by creation time: the backdated record sorts after today's.
+    let page = store.list(Contact, &Query::default()).unwrap();
+    let ids: Vec<Id> = page.items.iter().map(AnyRecord::id).collect();
+    assert_eq!(ids, vec![fresh.id(), old.id()]);
+
+    // A deal created in the past and closed later keeps both times.
+    let deal = record(
+        store
+            .execute(
+                backdated(
+                    now - Duration::days(20),
+                    create_cmd(
+                        Deal,
+                        &[("title", text("Pilot")), ("stage", text("proposal"))],
+                    ),
+                ),
+                ACTOR,
+            )
+            .unwrap(),
+    );
+    let won_at = now - Duration::days(5);
+    let update = Command::Update {
+        kind: Deal,
+        id: deal.id(),
+        input: input(&[("stage", text("won"))]),
+    };
+    let AnyRecord::Deal(d) = record(store.execute(backdated(won_at, update), ACTOR).unwrap())
+    else {
+        panic!("expected a deal");
+    };
+    assert_eq!(d.created_at, now - Duration::days(20));
+    assert_eq!(d.closed_at, Some(won_at));
+    assert_eq!(d.stage_changed_at, Some(won_at));
+
+    // The future cannot be backdated, and backdating does not nest.
+    match store.execute(
+        backdated(
+            now + Duration::days(1),
+            create_cmd(Contact, &[("first_name", text("Later"))]),
+        ),
+        ACTOR,
+    ) {
+        Err(Error::Invalid(FieldError { field, .. })) => assert_eq!(field, "at"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let nested = backdated(
+        past,
+        backdated(past, create_cmd(Contact, &[("first_name", text("x"))])),
+    );
+    assert!(matches!(
+        store.execute(nested, ACTOR),
+        Err(Error::Invalid(_))
+    ));
+    assert!(store.verify_indexes().unwrap().is_empty());
+}

@@ -86,6 +86,15 @@ pub enum Command {
     },
     /// Create a pipeline, or replace one (stages in use by deals must remain).
     PutPipeline(Pipeline),
+    /// Run a command as if it happened at `at`, which must not be in the future: its
+    /// timestamps, the ids it creates and its events carry `at`. For imports that keep their
+    /// history and for demo data; never reachable from the HTTP API.
+    Backdated {
+        /// When it happened.
+        at: Timestamp,
+        /// What happened.
+        command: Box<Command>,
+    },
 }
 
 /// What a successful command produced.
@@ -120,6 +129,9 @@ pub(crate) struct Tables<'t> {
 /// Per-batch state the writer threads through every command.
 pub(crate) struct Ctx<'a> {
     pub now: Timestamp,
+    /// Whether `now` lies in the past (a `Backdated` command): ids then skip the monotonic
+    /// context.
+    pub backdated: bool,
     pub actor: &'a str,
     pub ids: &'a IdGenerator,
     /// The next event sequence number; advanced only by commands that write.
@@ -177,11 +189,37 @@ impl<'t> Tables<'t> {
             Command::DefineField { kind, def } => self.define_field(kind, def, ctx.now),
             Command::DeleteField { kind, name } => self.delete_field(kind, &name),
             Command::PutPipeline(p) => self.put_pipeline(p),
+            Command::Backdated { at, command } => {
+                if at > ctx.now {
+                    return Err(Error::invalid(
+                        "at",
+                        format!("{at} is in the future; only past times can be backdated"),
+                    ));
+                }
+                if matches!(*command, Command::Backdated { .. }) {
+                    return Err(Error::invalid(
+                        "at",
+                        "a backdated command cannot nest another",
+                    ));
+                }
+                let mut inner = Ctx {
+                    now: at,
+                    backdated: true,
+                    actor: ctx.actor,
+                    ids: ctx.ids,
+                    next_seq: &mut *ctx.next_seq,
+                };
+                self.apply(*command, &mut inner)
+            }
         }
     }
 
     fn create<R: Record>(&mut self, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
-        let id = ctx.ids.next(&ctx.now);
+        let id = if ctx.backdated {
+            ctx.ids.backdated(&ctx.now)
+        } else {
+            ctx.ids.next(&ctx.now)
+        };
         let mut r = R::blank(id, ctx.now);
         for (k, v) in input.fields {
             r.set(&k, v)?;
