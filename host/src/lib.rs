@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod demo;
+pub mod plugin;
 pub mod server;
 
 pub use server::{Running, ServerConfig, StartError, start};

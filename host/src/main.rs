@@ -38,6 +38,28 @@ enum Cmd {
         #[arg(long, env = "KITH_MAX_BATCH", default_value_t = 1024, hide = true)]
         max_batch: usize,
     },
+    /// Work with plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Run one hook of a plugin against a sample input, without a server: prints the result,
+    /// the plugin's logs, time and memory used.
+    Run {
+        /// The plugin's .wasm component.
+        path: PathBuf,
+        /// The hook to call: describe or score.
+        #[arg(long, default_value = "describe")]
+        hook: String,
+        /// A JSON sample: entities (the hook's input), records (what get and query find),
+        /// settings overrides, scorer, now.
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +80,9 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Cmd::Plugin {
+            command: PluginCmd::Run { path, hook, input },
+        } => run_plugin(&path, &hook, input.as_deref()),
         Cmd::Serve {
             data,
             addr,
@@ -95,5 +120,32 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+fn run_plugin(path: &std::path::Path, hook: &str, input: Option<&std::path::Path>) -> ExitCode {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let result = read(path).and_then(|wasm| {
+        let sample = match input {
+            Some(p) => String::from_utf8(read(p)?)
+                .map_err(|_| format!("{} is not UTF-8 text", p.display()))?,
+            None => String::new(),
+        };
+        let name = path
+            .file_stem()
+            .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
+        kith_host::plugin::devloop::run(&wasm, &name, hook, &sample)
+    });
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -96,11 +96,15 @@ pub mod __private {
 
 /// Exports a [`Plugin`] implementation as the component's `plugin` world.
 ///
-/// ```ignore
+/// ```text
 /// struct MyPlugin;
-/// impl kith_sdk::Plugin for MyPlugin { fn describe() -> kith_sdk::PluginInfo { todo!() } }
+/// impl kith_sdk::Plugin for MyPlugin {
+///     fn describe() -> kith_sdk::PluginInfo { /* ... */ }
+/// }
 /// kith_sdk::register_plugin!(MyPlugin);
 /// ```
+///
+/// `plugins/lead-scoring/src/lib.rs` is a complete example.
 #[macro_export]
 macro_rules! register_plugin {
     ($plugin:ty) => {

@@ -13,6 +13,7 @@ mod demo;
 mod errors;
 mod openapi;
 mod pipelines;
+mod plugins;
 mod query;
 mod restart;
 mod support;

@@ -1,0 +1,27 @@
+//! The plugin runtime: loads WebAssembly components built against `wit/kith-plugin.wit` and
+//! calls them in a sandbox.
+//!
+//! One [`Runtime`] per process owns the wasmtime engine (component model, pooling allocator,
+//! copy-on-write memory images, epoch interruption driven by a ticker thread) and one linker
+//! in which WASI is linked with nothing granted: no files, environment, sockets or inherited
+//! stdio. Every call gets a fresh store and instance (so nothing leaks between calls), a CPU
+//! deadline, a memory cap and input/output size caps, and fails with a [`PluginError`] that
+//! names the plugin, the hook and what went wrong.
+
+mod convert;
+pub mod devloop;
+mod runtime;
+
+pub use self::convert::{entity_from_record, kind_from_wit, kind_to_wit, value_from_wit};
+pub use self::runtime::{
+    CallReport, DataAccess, Limits, LoadedPlugin, PluginError, Runtime, StoreAccess,
+};
+
+/// The generated host-side bindings of the `plugin` world.
+pub mod wit {
+    #![allow(missing_docs, clippy::all)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+    });
+}

@@ -1,0 +1,701 @@
+//! The engine, the linker, per-call stores with limits, and the host functions plugins import.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kith_core::{EntityKind, FilterOp, Query};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::convert::{entity_from_record, kind_from_wit};
+use super::wit::kith::plugin::host::{self as whost, Level};
+use super::wit::kith::plugin::types as w;
+use super::wit::{Plugin as Bindings, PluginPre};
+
+/// Per-call limits. Each plugin may be given tighter ones within what the runtime allows.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// CPU time for a hook call (describe, validate, compute-fields, score, on-event).
+    pub hook_timeout: Duration,
+    /// CPU time for a report.
+    pub report_timeout: Duration,
+    /// Linear memory, per memory, in bytes.
+    pub memory: usize,
+    /// Largest input passed to one call, in bytes (approximate encoded size).
+    pub max_input: usize,
+    /// Largest result of one call, in bytes (approximate encoded size).
+    pub max_output: usize,
+    /// Most log text kept per call, in bytes; the rest is counted and dropped.
+    pub max_log: usize,
+    /// Bytes of private key-value storage.
+    pub kv_quota: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            hook_timeout: Duration::from_millis(100),
+            report_timeout: Duration::from_secs(10),
+            memory: 64 << 20,
+            max_input: 4 << 20,
+            max_output: 1 << 20,
+            max_log: 64 << 10,
+            kv_quota: 1 << 20,
+        }
+    }
+}
+
+/// How often the ticker advances the engine's epoch; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Why a plugin call failed. Every variant names the plugin and the hook.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The bytes are not a valid component for this host.
+    #[error("plugin {plugin}: not a loadable Kith plugin: {reason}")]
+    Invalid {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// The call ran past its CPU deadline and was stopped.
+    #[error("plugin {plugin}: {hook} ran longer than its {limit:?} limit and was stopped")]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: &'static str,
+        /// The deadline.
+        limit: Duration,
+    },
+    /// The call tried to use more memory than allowed.
+    #[error(
+        "plugin {plugin}: {hook} tried to use more than {limit} bytes of memory and was stopped"
+    )]
+    Memory {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: &'static str,
+        /// The cap.
+        limit: usize,
+    },
+    /// The call's input or output exceeded its size cap.
+    #[error("plugin {plugin}: {hook} {what} is about {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: &'static str,
+        /// "input" or "output".
+        what: &'static str,
+        /// Its approximate size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The plugin asked for something it was not granted.
+    #[error("plugin {plugin}: {hook} was refused: {reason}")]
+    Denied {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: &'static str,
+        /// What was refused.
+        reason: String,
+    },
+    /// The plugin trapped (a panic, a stack overflow, an illegal operation).
+    #[error("plugin {plugin}: {hook} failed: {reason}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: &'static str,
+        /// The trap or panic message.
+        reason: String,
+    },
+}
+
+/// Read access to CRM data for the `get` and `query` host functions.
+pub trait DataAccess: Send + Sync {
+    /// One record, or none.
+    fn get(&self, kind: EntityKind, id: &str) -> Result<Option<w::Entity>, String>;
+    /// A page of records.
+    fn query(
+        &self,
+        kind: EntityKind,
+        filters: &[w::Filter],
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<w::Page, String>;
+}
+
+/// [`DataAccess`] backed by the CRM store.
+pub struct StoreAccess(pub kith_core::Store);
+
+impl DataAccess for StoreAccess {
+    fn get(&self, kind: EntityKind, id: &str) -> Result<Option<w::Entity>, String> {
+        let Ok(id) = id.parse() else {
+            return Ok(None);
+        };
+        match self.0.get(kind, id) {
+            Ok(r) => Ok(Some(entity_from_record(&r))),
+            Err(kith_core::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn query(
+        &self,
+        kind: EntityKind,
+        filters: &[w::Filter],
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<w::Page, String> {
+        let mut q = Query {
+            limit: usize::try_from(limit.clamp(1, 1000)).unwrap_or(1000),
+            cursor: cursor.map(str::to_owned),
+            ..Query::default()
+        };
+        for f in filters {
+            let op = FilterOp::parse(&f.op)
+                .ok_or_else(|| format!("unknown filter operator '{}'", f.op))?;
+            q.filters.push(kith_core::Filter {
+                field: f.field.clone(),
+                op,
+                value: f.value.clone(),
+            });
+        }
+        let page = self.0.list(kind, &q).map_err(|e| e.to_string())?;
+        Ok(w::Page {
+            items: page.items.iter().map(entity_from_record).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
+/// What a call used and logged.
+#[derive(Debug, Clone, Default)]
+pub struct CallReport {
+    /// Wall time of the call, instantiation included.
+    pub elapsed: Duration,
+    /// The largest linear memory the call grew to, in bytes.
+    pub peak_memory: usize,
+    /// Host function calls made.
+    pub host_calls: u64,
+    /// Log lines, with their levels.
+    pub logs: Vec<(Level, String)>,
+    /// Log lines dropped past the log cap.
+    pub logs_dropped: u64,
+}
+
+/// What the host knows during one call.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    plugin: String,
+    limits: Limits,
+    peak_memory: usize,
+    memory_exceeded: bool,
+    log_bytes: usize,
+    report: CallReport,
+    data: Option<Arc<dyn DataAccess>>,
+    readable: Vec<EntityKind>,
+    settings: Vec<w::Field>,
+    kv: BTreeMap<String, Vec<u8>>,
+    denied: Option<String>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for State {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits.memory {
+            self.memory_exceeded = true;
+            return Ok(false);
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl State {
+    fn check_read(&mut self, kind: EntityKind) -> Result<(), String> {
+        if self.readable.contains(&kind) {
+            Ok(())
+        } else {
+            let reason = format!("reading {} records was not granted", kind.name());
+            self.denied.get_or_insert(reason.clone());
+            Err(reason)
+        }
+    }
+}
+
+impl w::Host for State {}
+
+impl whost::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        self.report.host_calls += 1;
+        if self.log_bytes + message.len() > self.limits.max_log {
+            self.report.logs_dropped += 1;
+            return;
+        }
+        self.log_bytes += message.len();
+        tracing::debug!(plugin = %self.plugin, ?level, "{message}");
+        self.report.logs.push((level, message));
+    }
+
+    fn get(&mut self, kind: w::EntityKind, id: String) -> Result<Option<w::Entity>, String> {
+        self.report.host_calls += 1;
+        let kind = kind_from_wit(kind);
+        self.check_read(kind)?;
+        match &self.data {
+            Some(d) => d.get(kind, &id),
+            None => Ok(None),
+        }
+    }
+
+    fn query(
+        &mut self,
+        kind: w::EntityKind,
+        filters: Vec<w::Filter>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<w::Page, String> {
+        self.report.host_calls += 1;
+        let kind = kind_from_wit(kind);
+        self.check_read(kind)?;
+        match &self.data {
+            Some(d) => d.query(kind, &filters, limit, cursor.as_deref()),
+            None => Ok(w::Page {
+                items: Vec::new(),
+                next_cursor: None,
+            }),
+        }
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.report.host_calls += 1;
+        self.kv.get(&key).cloned()
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.report.host_calls += 1;
+        let used: usize = self
+            .kv
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if used + key.len() + value.len() > self.limits.kv_quota {
+            return Err(format!(
+                "storage quota of {} bytes exceeded",
+                self.limits.kv_quota
+            ));
+        }
+        self.kv.insert(key, value);
+        Ok(())
+    }
+
+    fn kv_delete(&mut self, key: String) {
+        self.report.host_calls += 1;
+        self.kv.remove(&key);
+    }
+
+    fn settings(&mut self) -> Vec<w::Field> {
+        self.report.host_calls += 1;
+        self.settings.clone()
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    linker: Linker<State>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The process-wide plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(limits: Limits) -> Result<Runtime, PluginError> {
+        let fail = |e: wasmtime::Error| PluginError::Invalid {
+            plugin: "(runtime)".to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let mut pool = PoolingAllocationConfig::default();
+        // The pool reserves address space up front; these bound how many calls run at once.
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memory_size(limits.memory);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(fail)?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        Bindings::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(fail)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("kith-plugin-epoch".to_owned())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker_engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| fail(e.into()))?;
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                limits,
+                stop,
+            }),
+        })
+    }
+
+    /// The runtime's limits.
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    /// Validates and compiles a component and prepares it for fast instantiation.
+    pub fn load(&self, plugin: &str, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        let invalid = |e: wasmtime::Error| PluginError::Invalid {
+            plugin: plugin.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PluginError::Invalid {
+                plugin: plugin.to_owned(),
+                reason: "the file is not WebAssembly (it does not start with \\0asm)".to_owned(),
+            });
+        }
+        let component = Component::new(&self.shared.engine, bytes).map_err(invalid)?;
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(invalid)?;
+        let pre = PluginPre::new(pre).map_err(invalid)?;
+        Ok(LoadedPlugin {
+            name: plugin.to_owned(),
+            pre,
+            runtime: self.clone(),
+            limits: self.shared.limits,
+            readable: Vec::new(),
+            settings: Vec::new(),
+            data: None,
+        })
+    }
+}
+
+/// A compiled plugin, ready to call. Each call runs in a fresh instance.
+pub struct LoadedPlugin {
+    name: String,
+    pre: PluginPre<State>,
+    runtime: Runtime,
+    limits: Limits,
+    readable: Vec<EntityKind>,
+    settings: Vec<w::Field>,
+    data: Option<Arc<dyn DataAccess>>,
+}
+
+impl LoadedPlugin {
+    /// The plugin's name in errors and logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Grants read access to these kinds through `get` and `query`.
+    pub fn grant_read(mut self, kinds: impl IntoIterator<Item = EntityKind>) -> Self {
+        self.readable = kinds.into_iter().collect();
+        self
+    }
+
+    /// Sets the settings the plugin sees.
+    pub fn with_settings(mut self, settings: Vec<w::Field>) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Where `get` and `query` read from.
+    pub fn with_data(mut self, data: Arc<dyn DataAccess>) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Tightens the limits (they never exceed the runtime's).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        let max = self.runtime.shared.limits;
+        self.limits = Limits {
+            hook_timeout: limits.hook_timeout.min(max.hook_timeout),
+            report_timeout: limits.report_timeout.min(max.report_timeout),
+            memory: limits.memory.min(max.memory),
+            max_input: limits.max_input.min(max.max_input),
+            max_output: limits.max_output.min(max.max_output),
+            max_log: limits.max_log.min(max.max_log),
+            kv_quota: limits.kv_quota.min(max.kv_quota),
+        };
+        self
+    }
+
+    /// Calls `describe`.
+    pub fn describe(&self) -> Result<(w::PluginInfo, CallReport), PluginError> {
+        let (info, report) = self.call("describe", self.limits.hook_timeout, |s, p| {
+            p.call_describe(s)
+        })?;
+        self.check_output("describe", info_size(&info))?;
+        Ok((info, report))
+    }
+
+    /// Calls `score` with a batch of entities.
+    pub fn score(
+        &self,
+        scorer: &str,
+        entities: &[w::Entity],
+        now: i64,
+    ) -> Result<(Vec<w::Score>, CallReport), PluginError> {
+        let input: usize = entities.iter().map(entity_size).sum();
+        if input > self.limits.max_input {
+            return Err(PluginError::TooLarge {
+                plugin: self.name.clone(),
+                hook: "score",
+                what: "input",
+                size: input,
+                limit: self.limits.max_input,
+            });
+        }
+        let (scores, report) = self.call("score", self.limits.hook_timeout, |s, p| {
+            p.call_score(s, scorer, entities, now)
+        })?;
+        let size = scores
+            .iter()
+            .map(|sc| {
+                16 + sc.id.len() + sc.reasons.iter().map(|r| 8 + r.reason.len()).sum::<usize>()
+            })
+            .sum();
+        self.check_output("score", size)?;
+        Ok((scores, report))
+    }
+
+    fn check_output(&self, hook: &'static str, size: usize) -> Result<(), PluginError> {
+        if size > self.limits.max_output {
+            return Err(PluginError::TooLarge {
+                plugin: self.name.clone(),
+                hook,
+                what: "output",
+                size,
+                limit: self.limits.max_output,
+            });
+        }
+        Ok(())
+    }
+
+    fn call<T>(
+        &self,
+        hook: &'static str,
+        timeout: Duration,
+        f: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<T>,
+    ) -> Result<(T, CallReport), PluginError> {
+        let start = Instant::now();
+        // Nothing granted: no preopened directories, environment, arguments, stdio or network.
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            plugin: self.name.clone(),
+            limits: self.limits,
+            peak_memory: 0,
+            memory_exceeded: false,
+            log_bytes: 0,
+            report: CallReport::default(),
+            data: self.data.clone(),
+            readable: self.readable.clone(),
+            settings: self.settings.clone(),
+            kv: BTreeMap::new(),
+            denied: None,
+        };
+        let mut store = Store::new(&self.runtime.shared.engine, state);
+        store.limiter(|s| s);
+        let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&mut store, &instance));
+        let state = store.into_data();
+        let mut report = state.report;
+        report.elapsed = start.elapsed();
+        report.peak_memory = state.peak_memory;
+        let plugin = self.name.clone();
+        match result {
+            Ok(_) if state.denied.is_some() => Err(PluginError::Denied {
+                plugin,
+                hook,
+                reason: state.denied.unwrap_or_default(),
+            }),
+            Ok(v) => Ok((v, report)),
+            Err(e) => Err(classify(
+                e,
+                plugin,
+                hook,
+                timeout,
+                &state.limits,
+                state.memory_exceeded,
+                &report,
+            )),
+        }
+    }
+}
+
+fn classify(
+    e: wasmtime::Error,
+    plugin: String,
+    hook: &'static str,
+    timeout: Duration,
+    limits: &Limits,
+    memory_exceeded: bool,
+    report: &CallReport,
+) -> PluginError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Timeout {
+            plugin,
+            hook,
+            limit: timeout,
+        },
+        _ if memory_exceeded => PluginError::Memory {
+            plugin,
+            hook,
+            limit: limits.memory,
+        },
+        Some(Trap::StackOverflow) => PluginError::Trap {
+            plugin,
+            hook,
+            reason: "stack overflow (unbounded recursion?)".to_owned(),
+        },
+        trap => {
+            // The SDK's panic hook logs "panic: ..." before the trap, which says more than
+            // the trap itself ("unreachable").
+            let panic = report
+                .logs
+                .iter()
+                .rev()
+                .find(|(_, m)| m.starts_with("panic: "))
+                .map(|(_, m)| m.clone());
+            let reason = match (panic, trap) {
+                (Some(p), _) => p,
+                (None, Some(t)) => t.to_string(),
+                (None, None) => format!("{e:#}"),
+            };
+            PluginError::Trap {
+                plugin,
+                hook,
+                reason,
+            }
+        }
+    }
+}
+
+fn value_size(v: &w::FieldValue) -> usize {
+    match v {
+        w::FieldValue::Text(s)
+        | w::FieldValue::Number(s)
+        | w::FieldValue::Money(s)
+        | w::FieldValue::Date(s)
+        | w::FieldValue::Choice(s)
+        | w::FieldValue::Reference(s) => s.len() + 4,
+        w::FieldValue::Choices(l) | w::FieldValue::References(l) => {
+            l.iter().map(|s| s.len() + 4).sum()
+        }
+        _ => 9,
+    }
+}
+
+fn entity_size(e: &w::Entity) -> usize {
+    e.id.len()
+        + e.fields
+            .iter()
+            .chain(&e.custom)
+            .map(|f| f.name.len() + value_size(&f.value))
+            .sum::<usize>()
+}
+
+fn info_size(i: &w::PluginInfo) -> usize {
+    i.name.len()
+        + i.description.len()
+        + i.fields
+            .iter()
+            .map(|f| {
+                f.name.len() + f.label.len() + f.options.iter().map(String::len).sum::<usize>()
+            })
+            .sum::<usize>()
+        + i.settings
+            .iter()
+            .map(|s| s.name.len() + s.label.len() + value_size(&s.default))
+            .sum::<usize>()
+        + i.scorers
+            .iter()
+            .map(|s| s.name.len() + s.description.len())
+            .sum::<usize>()
+        + i.reports
+            .iter()
+            .map(|r| r.id.len() + r.name.len() + r.description.len())
+            .sum::<usize>()
+}

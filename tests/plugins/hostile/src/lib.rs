@@ -1,0 +1,91 @@
+//! A hostile plugin for the sandbox tests: each scorer name picks one way to misbehave.
+//! `ok` behaves, so tests can show the runtime still works after the others.
+
+use std::hint::black_box;
+
+use kith_sdk::host;
+use kith_sdk::{
+    Capabilities, Entity, EntityKind, Level, Plugin, PluginInfo, Score, ScoreCard, Timestamp,
+};
+
+/// The plugin.
+pub struct Hostile;
+
+// Unbounded on purpose: the sandbox must turn it into a clean stack-overflow error.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    // black_box keeps the optimiser from turning the recursion into a loop.
+    black_box(recurse(black_box(depth + 1))) + 1
+}
+
+impl Plugin for Hostile {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "Hostile".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: "Misbehaves on purpose.".to_owned(),
+            fields: Vec::new(),
+            scorers: Vec::new(),
+            reports: Vec::new(),
+            settings: Vec::new(),
+            subscriptions: Vec::new(),
+            validates: Vec::new(),
+            capabilities: Capabilities {
+                read: vec![EntityKind::Contact],
+                actions: Vec::new(),
+            },
+        }
+    }
+
+    fn score(scorer: &str, entity: &Entity, _now: Timestamp) -> Option<Score> {
+        let mut card = ScoreCard::new();
+        match scorer {
+            "ok" => {
+                card.add(42, "behaved");
+            }
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![black_box(1u8); 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "recurse" => {
+                card.add(i32::try_from(recurse(0) % 2).unwrap_or(0), "never");
+            }
+            "panic" => panic!("the hostile plugin gave up on purpose"),
+            "big" => {
+                card.add(1, "x".repeat(4 << 20));
+            }
+            "host-spam" => loop {
+                host::log(Level::Info, "spam");
+            },
+            "ungranted" => {
+                let _ = host::get(EntityKind::Deal, &entity.id);
+                card.add(1, "read a deal");
+            }
+            "file" => {
+                let read = std::fs::read_to_string("/etc/hostname");
+                card.add(
+                    1,
+                    format!("file: {}", if read.is_ok() { "READ" } else { "refused" }),
+                );
+            }
+            "env" => {
+                let vars = std::env::vars().count();
+                let home = std::env::var("HOME").is_ok();
+                card.add(1, format!("env: {vars} variables, HOME visible: {home}"));
+            }
+            _ => return None,
+        }
+        Some(card.finish(entity))
+    }
+}
+
+kith_sdk::register_plugin!(Hostile);
