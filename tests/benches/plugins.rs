@@ -16,7 +16,7 @@ use kith_core::{
     Value,
 };
 use kith_host::plugin::wit::kith::plugin::types as w;
-use kith_host::plugin::{Limits, Runtime, StoreAccess, entity_from_record, kind_from_wit};
+use kith_host::plugin::{Limits, Runtime, StoreAccess, entity_from_record};
 
 fn wasm(file: &str) -> Vec<u8> {
     std::fs::read(PathBuf::from(env!("KITH_TEST_PLUGINS")).join(file))
@@ -288,27 +288,12 @@ fn main() {
         .collect();
 
     // 3. Rescoring through the plugin, in batches.
-    let plugin = runtime
+    let (plugin, _) = runtime
         .load("lead-scoring", &wasm("kith_plugin_lead_scoring.wasm"))
+        .unwrap()
+        .as_declared()
         .unwrap();
-    let (info, _) = plugin.describe().unwrap();
-    let settings = info
-        .settings
-        .iter()
-        .map(|s| w::Field {
-            name: s.name.clone(),
-            value: s.default.clone(),
-        })
-        .collect();
-    let readable: Vec<EntityKind> = info
-        .capabilities
-        .read
-        .iter()
-        .map(|k| kind_from_wit(*k))
-        .collect();
     let plugin = plugin
-        .grant_read(readable)
-        .with_settings(settings)
         .with_data(Arc::new(StoreAccess(store.clone())))
         .with_limits(Limits {
             hook_timeout: std::time::Duration::from_secs(2),

@@ -46,28 +46,12 @@ fn text(s: &str) -> Value {
 }
 
 fn lead_scoring(runtime: &Runtime, store: &Store) -> LoadedPlugin {
-    let plugin = runtime
+    let (plugin, _) = runtime
         .load("lead-scoring", &wasm("kith_plugin_lead_scoring.wasm"))
+        .unwrap()
+        .as_declared()
         .unwrap();
-    let (info, _) = plugin.describe().unwrap();
-    let settings = info
-        .settings
-        .iter()
-        .map(|s| kith_host::plugin::wit::kith::plugin::types::Field {
-            name: s.name.clone(),
-            value: s.default.clone(),
-        })
-        .collect();
-    let readable: Vec<EntityKind> = info
-        .capabilities
-        .read
-        .iter()
-        .map(|k| kith_host::plugin::kind_from_wit(*k))
-        .collect();
-    plugin
-        .grant_read(readable)
-        .with_settings(settings)
-        .with_data(Arc::new(StoreAccess(store.clone())))
+    plugin.with_data(Arc::new(StoreAccess(store.clone())))
 }
 
 #[test]

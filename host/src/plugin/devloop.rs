@@ -41,7 +41,7 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
     };
     let runtime = Runtime::new(Limits::default()).map_err(|e| e.to_string())?;
     let plugin = runtime.load(name, wasm).map_err(|e| e.to_string())?;
-    let (info, _) = plugin.describe().map_err(|e| e.to_string())?;
+    let (mut plugin, info) = plugin.as_declared().map_err(|e| e.to_string())?;
     let mut out = String::new();
     let report = match hook {
         "describe" => {
@@ -91,33 +91,12 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
             };
             let entities = entities(sample.get("entities"))?;
             let records = entities_or_empty(sample.get("records"))?;
-            let mut settings: Vec<w::Field> = info
-                .settings
-                .iter()
-                .map(|s| w::Field {
-                    name: s.name.clone(),
-                    value: s.default.clone(),
-                })
-                .collect();
             if let Some(Json::Object(over)) = sample.get("settings") {
                 for (k, v) in over {
-                    settings.retain(|f| &f.name != k);
-                    settings.push(w::Field {
-                        name: k.clone(),
-                        value: plain_value(v),
-                    });
+                    plugin = plugin.with_setting(k, plain_value(v));
                 }
             }
-            let readable: Vec<EntityKind> = info
-                .capabilities
-                .read
-                .iter()
-                .map(|k| super::convert::kind_from_wit(*k))
-                .collect();
-            let plugin = plugin
-                .grant_read(readable)
-                .with_settings(settings)
-                .with_data(Arc::new(Sample(records)));
+            let plugin = plugin.with_data(Arc::new(Sample(records)));
             let (scores, report) = plugin
                 .score(&scorer, &entities, now)
                 .map_err(|e| e.to_string())?;

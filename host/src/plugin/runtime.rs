@@ -458,6 +458,28 @@ impl LoadedPlugin {
         &self.name
     }
 
+    /// Calls `describe`, then grants the reads the plugin asks for and gives it its declared
+    /// setting defaults: how the dev loop, tests and benchmarks run a plugin as its author
+    /// meant it. (Installation grants what an admin approves instead.)
+    pub fn as_declared(self) -> Result<(Self, w::PluginInfo), PluginError> {
+        let (info, _) = self.describe()?;
+        let settings = info
+            .settings
+            .iter()
+            .map(|s| w::Field {
+                name: s.name.clone(),
+                value: s.default.clone(),
+            })
+            .collect();
+        let readable: Vec<EntityKind> = info
+            .capabilities
+            .read
+            .iter()
+            .map(|k| kind_from_wit(*k))
+            .collect();
+        Ok((self.grant_read(readable).with_settings(settings), info))
+    }
+
     /// Grants read access to these kinds through `get` and `query`.
     pub fn grant_read(mut self, kinds: impl IntoIterator<Item = EntityKind>) -> Self {
         self.readable = kinds.into_iter().collect();
@@ -467,6 +489,16 @@ impl LoadedPlugin {
     /// Sets the settings the plugin sees.
     pub fn with_settings(mut self, settings: Vec<w::Field>) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Sets one setting, replacing its current value.
+    pub fn with_setting(mut self, name: &str, value: w::FieldValue) -> Self {
+        self.settings.retain(|f| f.name != name);
+        self.settings.push(w::Field {
+            name: name.to_owned(),
+            value,
+        });
         self
     }
 
