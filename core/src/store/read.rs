@@ -313,26 +313,26 @@ impl Reader {
         with_kind!(kind, R => self.count_of::<R>(q))
     }
 
-    fn matcher<'q, R: Record>(&self, q: &'q Query) -> Result<impl Fn(&R) -> bool + 'q, Error> {
-        let filters = self.resolve(R::KIND, q)?;
+    /// The predicate a record must pass: every resolved filter, and the free-text search.
+    fn matcher<R: Record>(filters: &[Resolved], q: &Query) -> impl Fn(&R) -> bool {
         let search = q
             .search
             .as_ref()
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
-        Ok(move |r: &R| {
+        move |r: &R| {
             filters
                 .iter()
                 .all(|f| f.matches(&r.get(&f.field).unwrap_or(Value::Null)))
                 && search
                     .as_ref()
                     .is_none_or(|s| searchable(r).contains(s.as_str()))
-        })
+        }
     }
 
     fn count_of<R: Record>(&self, q: &Query) -> Result<u64, Error> {
         let filters = self.resolve(R::KIND, q)?;
-        let matches = self.matcher::<R>(q)?;
+        let matches = Self::matcher::<R>(&filters, q);
         let table = self.records(R::KIND)?;
         let mut n = 0;
         match self.candidates(R::KIND, &filters)? {
@@ -361,7 +361,7 @@ impl Reader {
     fn list_of<R: Record>(&self, q: &Query) -> Result<Page<AnyRecord>, Error> {
         let limit = q.page_size()?;
         let filters = self.resolve(R::KIND, q)?;
-        let matches = self.matcher::<R>(q)?;
+        let matches = Self::matcher::<R>(&filters, q);
         let sort = q.sort.clone().unwrap_or(SortKey {
             field: "created_at".to_owned(),
             descending: true,
