@@ -71,7 +71,9 @@ struct Job {
 }
 
 struct Shared {
-    db: Database,
+    /// `None` once closed: `close` drops the database so the file lock is released at once,
+    /// even while some handle (say, a finishing HTTP connection) still holds the store.
+    db: RwLock<Option<Database>>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
 }
@@ -139,7 +141,7 @@ impl Store {
         };
         let next_seq = init(&db, &path, config.clock.as_ref())?;
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(db)),
             clock: config.clock,
             path,
         });
@@ -223,7 +225,9 @@ impl Store {
     }
 
     fn reader(&self) -> Result<Reader, Error> {
-        Ok(Reader::new(self.shared.db.begin_read()?))
+        let db = self.shared.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = db.as_ref().ok_or(Error::ShuttingDown)?;
+        Ok(Reader::new(db.begin_read()?))
     }
 
     /// One record.
@@ -287,11 +291,17 @@ impl Store {
             .collect()
     }
 
-    /// Stops taking writes, lets the writer finish every queued command, and waits for it.
-    /// Later writes fail with [`Error::ShuttingDown`]; the file closes when the last handle
-    /// is dropped.
+    /// Stops taking writes, lets the writer finish every queued command, waits for it, then
+    /// closes the database file. Later writes and reads fail with [`Error::ShuttingDown`].
     pub fn close(&self) {
         self.writer.close();
+        let db = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(db);
     }
 }
 
@@ -380,7 +390,8 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
     let start_seq = *next_seq;
     let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
     let committed = (|| -> Result<(), Error> {
-        let txn = shared.db.begin_write()?;
+        let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
+        let txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
         {
             let mut tables = Tables::open(&txn)?;
             for job in batch {
