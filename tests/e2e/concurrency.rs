@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use reqwest::{Body, Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{TestServer, id_of, ids, send};
+use crate::support::{TestServer, id_of, ids, send, seqs};
 
 const WRITERS: usize = 200;
 
@@ -45,7 +45,7 @@ async fn concurrent_creates_all_land() {
     }
 
     let events = s.events().await;
-    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs = seqs(&events);
     assert_eq!(
         seqs,
         (1..=WRITERS as u64).collect::<Vec<_>>(),
@@ -100,12 +100,7 @@ async fn racing_for_one_email_has_one_winner() {
     }
     assert_eq!(won, 1);
     assert_eq!(s.count("contacts", "").await, 1);
-    let seqs: Vec<u64> = s
-        .events()
-        .await
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs(&s.events().await);
     assert_eq!(seqs, [1], "refused writes leave no event and no gap");
     s.stop().await;
 }

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::support::{TestServer, id_of};
+use crate::support::{TestServer, id_of, seqs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_a_restart() {
@@ -96,7 +96,7 @@ async fn data_survives_a_restart() {
         .await;
     let after = s.events().await;
     assert_eq!(after.len(), events.len() + 1);
-    let seqs: Vec<u64> = after.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs = seqs(&after);
     assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>());
     s.stop().await;
 }
@@ -184,12 +184,7 @@ async fn acknowledged_writes_survive_a_stop_under_load() {
         acknowledged.len() as u64,
         "only acknowledged writes are stored"
     );
-    let seqs: Vec<u64> = s
-        .events()
-        .await
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = seqs(&s.events().await);
     assert_eq!(seqs, (1..=stored).collect::<Vec<_>>());
     s.stop().await;
 }

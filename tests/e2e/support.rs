@@ -176,6 +176,14 @@ impl TestServer {
     }
 }
 
+/// The sequence numbers of events, in order.
+pub fn seqs(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq is a number"))
+        .collect()
+}
+
 /// The configuration every test server uses: loopback, any free port.
 pub fn config(dir: &Path, demo: bool) -> ServerConfig {
     let mut config = ServerConfig::new(dir, SocketAddr::from(([127, 0, 0, 1], 0)));
