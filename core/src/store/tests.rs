@@ -2838,3 +2838,46 @@ fn backdated_commands_carry_their_time_into_records_ids_and_events() {
     ));
     assert!(store.verify_indexes().unwrap().is_empty());
 }
+
+#[test]
+fn a_field_defined_in_a_batch_applies_to_the_rest_of_that_batch() {
+    // The writer caches field definitions per batch; defining or deleting one must refresh it.
+    let fx = Fixture::new();
+    let def = |name: &str| Command::DefineField {
+        kind: Contact,
+        def: NewFieldDef {
+            name: name.to_owned(),
+            label: None,
+            field_type: FieldType::Text,
+            required: false,
+            options: Vec::new(),
+            help: None,
+            reference_kind: None,
+        },
+    };
+    let with_custom = |name: &str| Command::Create {
+        kind: Contact,
+        input: Input {
+            fields: BTreeMap::from([("first_name".to_owned(), text("Ada"))]),
+            custom: BTreeMap::from([(name.to_owned(), text("x"))]),
+        },
+    };
+    let results = fx.store.execute_all(
+        vec![
+            with_custom("nickname"),
+            def("nickname"),
+            with_custom("nickname"),
+            Command::DeleteField {
+                kind: Contact,
+                name: "nickname".to_owned(),
+            },
+            with_custom("nickname"),
+        ],
+        ACTOR,
+    );
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [false, true, true, true, false]);
+    assert!(
+        matches!(&results[0], Err(Error::UnknownField { field, .. }) if field == "custom.nickname")
+    );
+}

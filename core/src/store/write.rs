@@ -7,6 +7,7 @@
 //! aborts the whole transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -124,6 +125,9 @@ pub(crate) struct Tables<'t> {
     events_by_record: Table<'t, (u128, u64), ()>,
     fields: Table<'t, (&'static str, &'static str), &'static [u8]>,
     pipelines: Table<'t, &'static str, &'static [u8]>,
+    /// Custom field definitions read so far in this batch, by kind. Every create and update
+    /// needs them, and only DefineField and DeleteField change them (and clear the entry).
+    defs: BTreeMap<EntityKind, Rc<[FieldDef]>>,
 }
 
 /// Per-batch state the writer threads through every command.
@@ -154,6 +158,7 @@ impl<'t> Tables<'t> {
             events_by_record: txn.open_table(tables::EVENTS_BY_RECORD)?,
             fields: txn.open_table(tables::FIELD_DEFS)?,
             pipelines: txn.open_table(tables::PIPELINES)?,
+            defs: BTreeMap::new(),
         })
     }
 
@@ -172,8 +177,13 @@ impl<'t> Tables<'t> {
         }
     }
 
-    pub(crate) fn field_defs(&self, kind: EntityKind) -> Result<Vec<FieldDef>, Error> {
-        super::read::field_defs(&self.fields, kind)
+    fn field_defs(&mut self, kind: EntityKind) -> Result<Rc<[FieldDef]>, Error> {
+        if let Some(defs) = self.defs.get(&kind) {
+            return Ok(defs.clone());
+        }
+        let defs: Rc<[FieldDef]> = super::read::field_defs(&self.fields, kind)?.into();
+        self.defs.insert(kind, defs.clone());
+        Ok(defs)
     }
 
     /// Runs one command.
@@ -459,6 +469,7 @@ impl<'t> Tables<'t> {
         now: Timestamp,
     ) -> Result<Outcome, Error> {
         let def = def.into_def(kind, now)?;
+        self.defs.remove(&kind);
         if self.fields.get((kind.name(), def.name.as_str()))?.is_some() {
             return Err(Error::Conflict {
                 field: "name".to_owned(),
@@ -472,6 +483,7 @@ impl<'t> Tables<'t> {
     }
 
     fn delete_field(&mut self, kind: EntityKind, name: &str) -> Result<Outcome, Error> {
+        self.defs.remove(&kind);
         if self.fields.remove((kind.name(), name))?.is_none() {
             return Err(Error::NoSuch {
                 what: "custom field",
