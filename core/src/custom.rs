@@ -76,6 +76,9 @@ pub struct FieldDef {
     /// The plugin that declared it, if any.
     #[serde(default)]
     pub plugin: Option<String>,
+    /// Whether its plugin computes it on every write (it cannot be set by hand).
+    #[serde(default)]
+    pub computed: bool,
     /// When it was defined.
     pub created_at: Timestamp,
 }
@@ -181,6 +184,7 @@ impl NewFieldDef {
             help: self.help.filter(|h| !h.trim().is_empty()),
             reference_kind: self.reference_kind,
             plugin: None,
+            computed: false,
             created_at: now,
         })
     }
@@ -297,6 +301,13 @@ pub fn apply(
                 kind,
                 field: format!("custom.{name}"),
             })?;
+        if def.computed {
+            let owner = def.plugin.as_deref().unwrap_or("a plugin");
+            return Err(Error::invalid(
+                format!("custom.{name}"),
+                format!("is computed by {owner} and cannot be set"),
+            ));
+        }
         match def.convert(v, db)? {
             Value::Null => {
                 custom.remove(&def.name);

@@ -6,6 +6,7 @@
 //! validation fails alone; the rest of its batch commits. Reads open their own read
 //! transaction and never wait for the writer.
 
+mod plugins;
 mod read;
 pub mod tables;
 mod write;
@@ -31,6 +32,7 @@ use crate::error::{Error, StoreError};
 use crate::event::Event;
 use crate::id::{Id, IdGenerator};
 use crate::pipeline::Pipeline;
+use crate::plugin::{PluginRecord, StoredScore, WriteHook};
 use crate::query::{Page, Query, TimelineItem};
 
 /// The database file's name inside the data directory.
@@ -75,6 +77,8 @@ struct Shared {
     /// even while some handle (say, a finishing HTTP connection) still holds the store.
     db: RwLock<Option<Database>>,
     clock: Arc<dyn Clock>,
+    /// Plugin validators and computed fields; read once per batch.
+    hook: RwLock<Option<Arc<dyn WriteHook>>>,
     path: PathBuf,
 }
 
@@ -143,6 +147,7 @@ impl Store {
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
             clock: config.clock,
+            hook: RwLock::new(None),
             path,
         });
         let (tx, rx) = mpsc::channel();
@@ -291,6 +296,47 @@ impl Store {
             .collect()
     }
 
+    /// Installs (or with `None` removes) the hook that runs plugin validators and computed
+    /// fields inside the write path. Batches that start afterwards use it.
+    pub fn set_write_hook(&self, hook: Option<Arc<dyn WriteHook>>) {
+        *self.shared.hook.write().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Installed plugins.
+    pub fn plugins(&self) -> Result<Vec<PluginRecord>, Error> {
+        self.reader()?.plugins()
+    }
+
+    /// One installed plugin.
+    pub fn plugin(&self, id: &str) -> Result<Option<PluginRecord>, Error> {
+        self.reader()?.plugin(id)
+    }
+
+    /// A stored plugin binary by its SHA-256 (hex).
+    pub fn plugin_wasm(&self, hash: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.reader()?.plugin_wasm(hash)
+    }
+
+    /// One value from a plugin's private storage.
+    pub fn plugin_kv(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.reader()?.plugin_kv(plugin, key)
+    }
+
+    /// Bytes (keys plus values) a plugin keeps in its private storage.
+    pub fn plugin_kv_usage(&self, plugin: &str) -> Result<usize, Error> {
+        self.reader()?.plugin_kv_usage(plugin)
+    }
+
+    /// The scores plugins gave a record, by `plugin/scorer`.
+    pub fn scores(&self, id: Id) -> Result<Vec<(String, StoredScore)>, Error> {
+        self.reader()?.scores(id)
+    }
+
+    /// Ids of the records of `kind` that refer to `target`.
+    pub fn referrers(&self, target: Id, kind: EntityKind) -> Result<Vec<Id>, Error> {
+        self.reader()?.referrers_of(target, kind)
+    }
+
     /// Stops taking writes, lets the writer finish every queued command, waits for it, then
     /// closes the database file. Later writes and reads fail with [`Error::ShuttingDown`].
     pub fn close(&self) {
@@ -358,6 +404,10 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<u64, StoreError
         txn.open_table(tables::EVENTS_BY_RECORD)?;
         txn.open_table(tables::FIELD_DEFS)?;
         txn.open_table(tables::PIPELINES)?;
+        txn.open_table(tables::PLUGINS)?;
+        txn.open_table(tables::PLUGIN_BLOBS)?;
+        txn.open_table(tables::PLUGIN_KV)?;
+        txn.open_table(tables::SCORES)?;
     }
     let next = {
         let events = txn.open_table(tables::EVENTS)?;
@@ -392,6 +442,11 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
     let committed = (|| -> Result<(), Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
         let txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
+        let hook = shared
+            .hook
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         {
             let mut tables = Tables::open(&txn)?;
             for job in batch {
@@ -401,6 +456,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     actor: &job.actor,
                     ids,
                     next_seq,
+                    hook: hook.as_deref(),
                 };
                 let result = tables.apply(job.cmd, &mut ctx);
                 if let Err(Error::Store(e)) = &result {

@@ -39,7 +39,7 @@ pub(crate) fn field_defs(
 
 /// A read snapshot.
 pub(crate) struct Reader {
-    txn: ReadTransaction,
+    pub(super) txn: ReadTransaction,
 }
 
 impl Reader {
@@ -278,7 +278,7 @@ impl Reader {
     }
 
     /// Records referring to `target`, optionally only of one kind.
-    fn referrers(&self, target: Id, only: Option<EntityKind>) -> Result<Vec<Id>, Error> {
+    pub(super) fn referrers(&self, target: Id, only: Option<EntityKind>) -> Result<Vec<Id>, Error> {
         Ok(self
             .referrer_entries(target)?
             .into_iter()

@@ -17,6 +17,10 @@
 //! | `idx.events_by_record` | (record id, sequence) | `()` |
 //! | `field_defs` | (kind, name) | MessagePack field definition |
 //! | `pipelines` | key | MessagePack pipeline |
+//! | `plugins` | plugin id | MessagePack plugin record |
+//! | `plugin_blobs` | SHA-256 hex | WebAssembly binary |
+//! | `plugin_kv` | (plugin id, key) | bytes the plugin stored |
+//! | `scores` | (record id, `plugin/scorer`) | MessagePack score |
 
 use redb::TableDefinition;
 use serde::Serialize;
@@ -70,6 +74,15 @@ pub const EVENTS_BY_RECORD: TableDefinition<(u128, u64), ()> =
 pub const FIELD_DEFS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("field_defs");
 /// Deal pipelines.
 pub const PIPELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("pipelines");
+
+/// Installed plugins.
+pub const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+/// Plugin binaries by content hash, shared by installs of identical bytes.
+pub const PLUGIN_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_blobs");
+/// Each plugin's private key-value storage.
+pub const PLUGIN_KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugin_kv");
+/// Scores that plugins' scorers gave records.
+pub const SCORES: TableDefinition<(u128, &str), &[u8]> = TableDefinition::new("scores");
 
 /// Encodes a value for storage.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {

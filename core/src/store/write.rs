@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::event::{self, Event, FieldChange, Operation};
 use crate::id::{Id, IdGenerator};
 use crate::pipeline::Pipeline;
+use crate::plugin::{PluginRecord, ScoreBatch, WriteHook};
 use crate::value::Value;
 use crate::with_kind;
 
@@ -87,6 +88,37 @@ pub enum Command {
     },
     /// Create a pipeline, or replace one (stages in use by deals must remain).
     PutPipeline(Pipeline),
+    /// Install, upgrade or reconfigure a plugin: stores its record, its binary when given
+    /// (by hash; a binary no plugin uses any more is dropped) and, when given, makes its
+    /// custom field definitions exactly `fields` (a field another owner already defines is
+    /// a conflict). All in one transaction, so a failed install leaves nothing behind.
+    PutPlugin {
+        /// The plugin as it should be stored.
+        plugin: PluginRecord,
+        /// Its WebAssembly binary, when it changed.
+        wasm: Option<Vec<u8>>,
+        /// Its custom fields (each with `plugin` set to its id), when they changed.
+        fields: Option<Vec<FieldDef>>,
+    },
+    /// Uninstall a plugin: its record, binary, private storage, scores and field
+    /// definitions go; values of its fields stay on records as plain data.
+    RemovePlugin {
+        /// Its id.
+        id: String,
+    },
+    /// Change a plugin's private key-value storage, all or nothing, within `quota` bytes.
+    PluginKv {
+        /// The plugin.
+        plugin: String,
+        /// Keys to set.
+        set: Vec<(String, Vec<u8>)>,
+        /// Keys to delete.
+        delete: Vec<String>,
+        /// The most bytes (keys plus values) the plugin may hold.
+        quota: usize,
+    },
+    /// Store scores computed by a plugin's scorer.
+    PutScores(ScoreBatch),
     /// Run a command as if it happened at `at`, which must not be in the future: its
     /// timestamps, the ids it creates and its events carry `at`. For imports that keep their
     /// history and for demo data; never reachable from the HTTP API.
@@ -112,10 +144,17 @@ pub enum Outcome {
     Field(FieldDef),
     /// The pipeline as stored.
     Pipeline(Pipeline),
+    /// The plugin as stored.
+    Plugin(PluginRecord),
+    /// The change was applied; there is nothing to return.
+    Done,
 }
 
 /// The tables of one write transaction.
 pub(crate) struct Tables<'t> {
+    /// The transaction, for tables only some commands need (plugins, scores): they are
+    /// opened on use rather than by every batch.
+    pub(super) txn: &'t WriteTransaction,
     records: Vec<Table<'t, u128, &'static [u8]>>,
     unique: Table<'t, (&'static str, &'static str), u128>,
     text: Table<'t, (&'static str, &'static str, u128), ()>,
@@ -123,11 +162,11 @@ pub(crate) struct Tables<'t> {
     time: Table<'t, (&'static str, i64, u128), ()>,
     events: Table<'t, u64, &'static [u8]>,
     events_by_record: Table<'t, (u128, u64), ()>,
-    fields: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub(super) fields: Table<'t, (&'static str, &'static str), &'static [u8]>,
     pipelines: Table<'t, &'static str, &'static [u8]>,
     /// Custom field definitions read so far in this batch, by kind. Every create and update
-    /// needs them, and only DefineField and DeleteField change them (and clear the entry).
-    defs: BTreeMap<EntityKind, Rc<[FieldDef]>>,
+    /// needs them, and only commands that change definitions change them (and clear it).
+    pub(super) defs: BTreeMap<EntityKind, Rc<[FieldDef]>>,
 }
 
 /// Per-batch state the writer threads through every command.
@@ -140,6 +179,8 @@ pub(crate) struct Ctx<'a> {
     pub ids: &'a IdGenerator,
     /// The next event sequence number; advanced only by commands that write.
     pub next_seq: &'a mut u64,
+    /// Plugin validators and computed fields, when any are installed.
+    pub hook: Option<&'a dyn WriteHook>,
 }
 
 impl<'t> Tables<'t> {
@@ -149,6 +190,7 @@ impl<'t> Tables<'t> {
             records.push(txn.open_table(tables::records(kind))?);
         }
         Ok(Tables {
+            txn,
             records,
             unique: txn.open_table(tables::UNIQUE)?,
             text: txn.open_table(tables::TEXT)?,
@@ -162,7 +204,7 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn table(&self, kind: EntityKind) -> &Table<'t, u128, &'static [u8]> {
+    pub(super) fn table(&self, kind: EntityKind) -> &Table<'t, u128, &'static [u8]> {
         &self.records[usize::from(kind.tag() - 1)]
     }
 
@@ -199,6 +241,21 @@ impl<'t> Tables<'t> {
             Command::DefineField { kind, def } => self.define_field(kind, def, ctx.now),
             Command::DeleteField { kind, name } => self.delete_field(kind, &name),
             Command::PutPipeline(p) => self.put_pipeline(p),
+            Command::PutPlugin {
+                plugin,
+                wasm,
+                fields,
+            } => self.put_plugin(plugin, wasm, fields).map(Outcome::Plugin),
+            Command::RemovePlugin { id } => self.remove_plugin(&id).map(|()| Outcome::Deleted),
+            Command::PluginKv {
+                plugin,
+                set,
+                delete,
+                quota,
+            } => self
+                .plugin_kv(&plugin, set, delete, quota)
+                .map(|()| Outcome::Done),
+            Command::PutScores(batch) => self.put_scores(batch).map(|()| Outcome::Done),
             Command::Backdated { at, command } => {
                 if at > ctx.now {
                     return Err(Error::invalid(
@@ -218,6 +275,7 @@ impl<'t> Tables<'t> {
                     actor: ctx.actor,
                     ids: ctx.ids,
                     next_seq: &mut *ctx.next_seq,
+                    hook: ctx.hook,
                 };
                 self.apply(*command, &mut inner)
             }
@@ -237,6 +295,7 @@ impl<'t> Tables<'t> {
         let defs = self.field_defs(R::KIND)?;
         custom::apply(&defs, r.custom_mut(), input.custom, self, R::KIND)?;
         r.prepare(None, ctx.now, self)?;
+        self.run_hook(&mut r, None, &defs, ctx)?;
         let keys = all_index_keys(&r);
         self.check_unique(&keys, id)?;
         // Validation is complete: from here on only storage errors can occur.
@@ -260,6 +319,7 @@ impl<'t> Tables<'t> {
         custom::apply(&defs, &mut custom_values, input.custom, self, R::KIND)?;
         *r.custom_mut() = custom_values;
         r.prepare(Some(&before), ctx.now, self)?;
+        self.run_hook(&mut r, Some(&before), &defs, ctx)?;
         let changes = event::diff(&field_map(&before), &field_map(&r));
         if changes.is_empty() {
             return Ok(before);
@@ -272,6 +332,42 @@ impl<'t> Tables<'t> {
         self.swap_keys(R::KIND, id, &old_keys, &new_keys)?;
         self.append(ctx, R::KIND, id, Operation::Updated, changes)?;
         Ok(r)
+    }
+
+    /// Runs the plugins' validators and sets computed fields (see [`WriteHook`]).
+    fn run_hook<R: Record + Clone + IntoAny>(
+        &mut self,
+        r: &mut R,
+        before: Option<&R>,
+        defs: &[FieldDef],
+        ctx: &Ctx<'_>,
+    ) -> Result<(), Error> {
+        let Some(hook) = ctx.hook.filter(|h| h.applies_to(R::KIND)) else {
+            return Ok(());
+        };
+        let any = r.clone().into_any();
+        let before = before.map(|b| b.clone().into_any());
+        let computed = hook.before_write(&any, before.as_ref(), ctx.now)?;
+        for (name, value) in computed {
+            let Some(def) = defs.iter().find(|d| d.name == name && d.computed) else {
+                let e = Error::UnknownField {
+                    kind: R::KIND,
+                    field: format!("custom.{name}"),
+                };
+                hook.computed_rejected(R::KIND, &name, &e);
+                continue;
+            };
+            match def.convert(value, self) {
+                Ok(Value::Null) => {
+                    r.custom_mut().remove(&name);
+                }
+                Ok(v) => {
+                    r.custom_mut().insert(name, v);
+                }
+                Err(e) => hook.computed_rejected(R::KIND, &name, &e),
+            }
+        }
+        Ok(())
     }
 
     fn delete(&mut self, kind: EntityKind, id: Id, ctx: &mut Ctx<'_>) -> Result<(), Error> {
@@ -320,6 +416,7 @@ impl<'t> Tables<'t> {
         let keys = all_index_keys(&before);
         self.table_mut(R::KIND).remove(id.as_u128())?;
         self.remove_keys(R::KIND, id, &keys)?;
+        self.remove_scores_of(id)?;
         let changes = event::diff(&field_map(&before), &BTreeMap::new());
         self.append(ctx, R::KIND, id, Operation::Deleted, changes)
     }
@@ -484,12 +581,24 @@ impl<'t> Tables<'t> {
 
     fn delete_field(&mut self, kind: EntityKind, name: &str) -> Result<Outcome, Error> {
         self.defs.remove(&kind);
-        if self.fields.remove((kind.name(), name))?.is_none() {
-            return Err(Error::NoSuch {
-                what: "custom field",
-                name: format!("{kind}.{name}"),
+        let old: FieldDef = match self.fields.get((kind.name(), name))? {
+            Some(v) => decode(v.value(), || format!("custom field {kind}.{name}"))?,
+            None => {
+                return Err(Error::NoSuch {
+                    what: "custom field",
+                    name: format!("{kind}.{name}"),
+                });
+            }
+        };
+        if let Some(plugin) = old.plugin {
+            return Err(Error::Conflict {
+                field: "name".to_owned(),
+                message: format!(
+                    "{kind}.{name} belongs to plugin '{plugin}'; it goes when the plugin is uninstalled"
+                ),
             });
         }
+        self.fields.remove((kind.name(), name))?;
         Ok(Outcome::Deleted)
     }
 
