@@ -62,6 +62,16 @@ const TAGS: &[&str] = &[
     "champion",
     "at-risk",
 ];
+/// Next steps the demo's deals carry.
+const NEXT_STEPS: &[&str] = &[
+    "Send revised quote",
+    "Book a call with their CFO",
+    "Security review with IT",
+    "Demo for the wider team",
+    "Agree contract terms",
+    "Follow up on pilot results",
+];
+
 const DEAL_WORDS: &[&str] = &[
     "Platform licence",
     "Annual renewal",
@@ -288,6 +298,11 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
     // Deals: opened after their contact appeared, in every stage; a third are closed later
     // (won or lost), which gives real sales cycles and closing months.
     let open_stages = ["lead", "qualified", "proposal", "negotiation"];
+    // With the deal-fields plugin installed, deals from Proposal on need a next step.
+    let next_steps = store
+        .field_defs(EntityKind::Deal)?
+        .iter()
+        .any(|d| d.name == "next_step");
     let mut cmds = Vec::new();
     let mut closing = Vec::new();
     for i in 0..size.deals {
@@ -306,7 +321,7 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
         };
         let amount = rust_decimal::Decimal::new(rng.random_range(20..800) * 25_000, 2);
         let expected = (now + Duration::days(rng.random_range(-20..120))).date_naive();
-        let input = Input::with([
+        let mut input = Input::with([
             (
                 "title",
                 text(format!(
@@ -327,6 +342,11 @@ pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
             ("source", text(pick(&mut rng, SOURCES))),
             ("owner", text(pick(&mut rng, OWNERS))),
         ]);
+        if next_steps {
+            input
+                .custom
+                .insert("next_step".to_owned(), text(pick(&mut rng, NEXT_STEPS)));
+        }
         if let Some(outcome) = outcome {
             let closed = between(&mut rng, opened, (opened + Duration::days(75)).min(recent));
             closing.push((i, outcome, closed));

@@ -3,7 +3,9 @@
 //!
 //! Only this crate talks to axum and tokio; the core stays a plain library.
 
+pub mod admin;
 pub mod api;
+pub mod bundled;
 pub mod demo;
 pub mod plugin;
 pub mod server;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kith_host::{ServerConfig, start};
+use kith_host::{ServerConfig, admin, start};
 use tracing_subscriber::EnvFilter;
 
 // mimalloc: the server allocates many small short-lived values per request; measured with
@@ -43,16 +43,101 @@ enum Cmd {
         #[command(subcommand)]
         command: PluginCmd,
     },
+    /// Recompute every plugin score (stop the server first), with a progress bar.
+    Rescore {
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+        /// Only scorers of this kind (contact, company, deal, ...).
+        #[arg(long)]
+        kind: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
 enum PluginCmd {
+    /// Install a plugin from its directory (kith-plugin.toml plus its .wasm). Shows the
+    /// capabilities it requests and asks you to grant them. Stop the server first, or use
+    /// the API to install into a running server.
+    Install {
+        /// The plugin directory, or its kith-plugin.toml.
+        path: PathBuf,
+        /// The .wasm file, when it is not beside the manifest or in the crate's release build.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+        /// Grant the requested capabilities without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Replace the installed version (settings that still exist keep their values).
+        #[arg(long)]
+        upgrade: bool,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// List installed plugins and their status.
+    List {
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Let an installed plugin run again.
+    Enable {
+        /// The plugin's id.
+        id: String,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Stop a plugin from running (its fields and scores stay).
+    Disable {
+        /// The plugin's id.
+        id: String,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Lift the suspension of a plugin that failed repeatedly.
+    Resume {
+        /// The plugin's id.
+        id: String,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Show a plugin's settings, or change them: `kith plugin settings ID name=value ...`
+    /// (values are JSON, e.g. `senior_points=30` or `free_email_domains='["gmail.com"]'`).
+    Settings {
+        /// The plugin's id.
+        id: String,
+        /// `name=value` pairs.
+        values: Vec<String>,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Uninstall a plugin; values of its custom fields stay on records as plain data.
+    Remove {
+        /// The plugin's id.
+        id: String,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Create a new plugin crate that builds to wasm and passes its own test.
+    New {
+        /// The plugin's id (lower-case letters, digits and '-').
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run one hook of a plugin against a sample input, without a server: prints the result,
     /// the plugin's logs, time and memory used.
     Run {
         /// The plugin's .wasm component.
         path: PathBuf,
-        /// The hook to call: describe or score.
+        /// The hook to call: describe, score, validate or compute-fields.
         #[arg(long, default_value = "describe")]
         hook: String,
         /// A JSON sample: entities (the hook's input), records (what get and query find),
@@ -83,6 +168,8 @@ fn main() -> ExitCode {
         Cmd::Plugin {
             command: PluginCmd::Run { path, hook, input },
         } => run_plugin(&path, &hook, input.as_deref()),
+        Cmd::Plugin { command } => report(plugin_admin(command)),
+        Cmd::Rescore { data, kind } => report(admin::rescore(&data, kind.as_deref())),
         Cmd::Serve {
             data,
             addr,
@@ -120,6 +207,59 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+fn plugin_admin(cmd: PluginCmd) -> Result<String, admin::AdminError> {
+    match cmd {
+        PluginCmd::Install {
+            path,
+            wasm,
+            yes,
+            upgrade,
+            data,
+        } => admin::install(&data, &path, wasm.as_deref(), yes, upgrade),
+        PluginCmd::List { data } => admin::list(&data),
+        PluginCmd::Enable { id, data } => admin::change(&data, &id, "enable"),
+        PluginCmd::Disable { id, data } => admin::change(&data, &id, "disable"),
+        PluginCmd::Resume { id, data } => admin::change(&data, &id, "resume"),
+        PluginCmd::Remove { id, data } => admin::change(&data, &id, "remove"),
+        PluginCmd::Settings { id, values, data } => admin::settings(&data, &id, &values),
+        PluginCmd::New { name, dir } => new_plugin(&name, dir),
+        PluginCmd::Run { .. } => Err(admin::AdminError("handled above".to_owned())),
+    }
+}
+
+fn new_plugin(name: &str, dir: Option<PathBuf>) -> Result<String, admin::AdminError> {
+    use kith_host::plugin::scaffold;
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let opts = scaffold::ScaffoldOptions {
+        name: name.to_owned(),
+        dir: dir.clone(),
+        sdk: scaffold::default_sdk_source(),
+    };
+    let files = scaffold::scaffold(&opts).map_err(|e| admin::AdminError(e.to_string()))?;
+    let mut s = format!("created plugin '{name}' in {}:\n", dir.display());
+    for f in files {
+        s.push_str(&format!("  {}\n", f.display()));
+    }
+    s.push_str(&format!(
+        "next:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  kith plugin install .\n",
+        dir.display()
+    ));
+    Ok(s)
+}
+
+fn report(result: Result<String, admin::AdminError>) -> ExitCode {
+    match result {
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

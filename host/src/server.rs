@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{AppState, app};
+use crate::plugin::{Registry, Runtime};
 
 /// How to run a server.
 pub struct ServerConfig {
@@ -50,6 +51,9 @@ pub enum StartError {
     /// Seeding demo data failed.
     #[error("seeding demo data: {0}")]
     Demo(kith_core::Error),
+    /// The plugin runtime or the installed plugins could not be loaded.
+    #[error("plugins: {0}")]
+    Plugins(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -69,6 +73,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its store (for tests and tools that want to look inside).
     pub store: Store,
+    /// Its installed plugins.
+    pub plugins: Registry,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -87,6 +93,8 @@ impl Running {
             let _ = tx.send(());
         }
         let served = self.task.await.map_err(std::io::Error::other)?;
+        // The hook holds the registry, which holds the store: drop it to break the cycle.
+        self.store.set_write_hook(None);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())
             .await
@@ -110,21 +118,22 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         max_batch: config.max_batch,
     };
     let store = tokio::task::spawn_blocking(move || Store::open(store_config)).await??;
-    if config.demo {
-        let s = store.clone();
-        let seeded = tokio::task::spawn_blocking(move || crate::demo::seed_if_empty(&s)).await?;
-        match seeded {
-            Ok(Some(summary)) => tracing::info!("{summary}"),
-            Ok(None) => tracing::info!("database already has data; demo data not added again"),
-            Err(e) => {
-                store.close();
-                return Err(StartError::Demo(e));
-            }
+    let s = store.clone();
+    let cache = config.data_dir.join("plugin-cache");
+    let demo = config.demo;
+    let prepared = tokio::task::spawn_blocking(move || prepare(&s, cache, demo)).await?;
+    let plugins = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            store.set_write_hook(None);
+            store.close();
+            return Err(e);
         }
-    }
+    };
     let listener = match TcpListener::bind(config.addr).await {
         Ok(l) => l,
         Err(source) => {
+            store.set_write_hook(None);
             store.close();
             return Err(StartError::Bind {
                 addr: config.addr,
@@ -138,6 +147,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     })?;
     let router = app(AppState {
         store: store.clone(),
+        plugins: plugins.clone(),
     });
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -151,9 +161,36 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         store,
+        plugins,
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Loads the installed plugins into the write path and starts scoring; with `demo`, installs
+/// the bundled plugins and seeds demo data into an empty database (after the plugins, so the
+/// demo records carry their fields and scores).
+fn prepare(store: &Store, cache: PathBuf, demo: bool) -> Result<Registry, StartError> {
+    let runtime = Runtime::global().map_err(|e| StartError::Plugins(e.to_string()))?;
+    let plugins = Registry::open(runtime, store.clone(), cache)
+        .map_err(|e| StartError::Plugins(e.to_string()))?;
+    store.set_write_hook(Some(Arc::new(plugins.clone())));
+    plugins
+        .start_scoring()
+        .map_err(|e| StartError::Plugins(e.to_string()))?;
+    if demo {
+        for p in crate::bundled::install_missing(&plugins)
+            .map_err(|e| StartError::Plugins(e.to_string()))?
+        {
+            tracing::info!(plugin = %p.id, version = %p.version, "installed bundled plugin");
+        }
+        match crate::demo::seed_if_empty(store) {
+            Ok(Some(summary)) => tracing::info!("{summary}"),
+            Ok(None) => tracing::info!("database already has data; demo data not added again"),
+            Err(e) => return Err(StartError::Demo(e)),
+        }
+    }
+    Ok(plugins)
 }
 
 async fn shutdown_signal() {

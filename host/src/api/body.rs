@@ -88,7 +88,8 @@ pub fn to_input(map: Map<String, Json>) -> Result<Input, ApiError> {
     Ok(input)
 }
 
-fn value(field: &str, v: Json) -> Result<Value, ApiError> {
+/// Converts one JSON value into a core value, naming `field` if it cannot be one.
+pub fn value(field: &str, v: Json) -> Result<Value, ApiError> {
     serde_json::from_value::<Value>(v).map_err(|e| invalid(field, e.to_string()))
 }
 

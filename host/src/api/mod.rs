@@ -5,6 +5,7 @@ mod body;
 pub mod error;
 mod meta;
 pub mod openapi;
+mod plugins;
 mod records;
 
 use axum::Router;
@@ -13,6 +14,8 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use kith_core::{Command, Error as CoreError, Outcome, Store};
 use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::plugin::Registry;
 use tower_http::trace::TraceLayer;
 
 pub use self::error::ApiError;
@@ -21,10 +24,12 @@ pub use self::error::ApiError;
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// What every handler can reach.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppState {
     /// The CRM store.
     pub store: Store,
+    /// Installed plugins.
+    pub plugins: Registry,
 }
 
 /// The whole HTTP application.
@@ -32,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(records::router())
         .merge(meta::router())
+        .merge(plugins::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -133,7 +133,14 @@ async fn fetch(
     Path(raw): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
-    Ok(Json(read(&state.store, move |s| s.get(kind, id)).await?))
+    let (record, scores) =
+        read(&state.store, move |s| Ok((s.get(kind, id)?, s.scores(id)?))).await?;
+    let mut body = serde_json::to_value(record).map_err(|e| ApiError::internal(&e))?;
+    // Scores plugins gave the record, by `plugin/scorer`, with their reasons.
+    let scores: std::collections::BTreeMap<String, kith_core::StoredScore> =
+        scores.into_iter().collect();
+    body["scores"] = serde_json::to_value(scores).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(body))
 }
 
 async fn update(

@@ -10,11 +10,15 @@
 
 mod convert;
 pub mod devloop;
+pub mod manifest;
+pub mod registry;
 mod runtime;
+pub mod scaffold;
 
 pub use self::convert::{entity_from_record, kind_from_wit, kind_to_wit, value_from_wit};
+pub use self::registry::{InstallMode, PluginView, Registry, RegistryError};
 pub use self::runtime::{
-    CallReport, DataAccess, Limits, LoadedPlugin, PluginError, Runtime, StoreAccess,
+    CallReport, DataAccess, KvAccess, Limits, LoadedPlugin, PluginError, Runtime, StoreAccess,
 };
 
 /// The generated host-side bindings of the `plugin` world.

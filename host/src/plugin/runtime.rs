@@ -1,6 +1,7 @@
 //! The engine, the linker, per-call stores with limits, and the host functions plugins import.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,6 +51,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// Entities per hook deadline in a `score` batch.
+pub const SCORE_SHARE: usize = 8;
 
 /// How often the ticker advances the engine's epoch; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -138,6 +142,16 @@ pub trait DataAccess: Send + Sync {
     ) -> Result<w::Page, String>;
 }
 
+/// A plugin's persistent key-value storage, as `kv-get` reads it. Writes made during a call
+/// are kept aside and handed back in [`CallReport::kv_changes`] only if the call succeeds, so
+/// a failed call changes nothing.
+pub trait KvAccess: Send + Sync {
+    /// The stored value of `key`.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Bytes (keys plus values) stored now.
+    fn usage(&self) -> usize;
+}
+
 /// [`DataAccess`] backed by the CRM store.
 pub struct StoreAccess(pub kith_core::Store);
 
@@ -195,6 +209,8 @@ pub struct CallReport {
     pub logs: Vec<(Level, String)>,
     /// Log lines dropped past the log cap.
     pub logs_dropped: u64,
+    /// Key-value writes of a successful call, to persist: a value to set, or `None` to delete.
+    pub kv_changes: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// What the host knows during one call.
@@ -210,7 +226,11 @@ pub(crate) struct State {
     data: Option<Arc<dyn DataAccess>>,
     readable: Vec<EntityKind>,
     settings: Vec<w::Field>,
-    kv: BTreeMap<String, Vec<u8>>,
+    kv: Option<Arc<dyn KvAccess>>,
+    /// This call's writes, over what `kv` holds: `None` marks a delete.
+    kv_overlay: BTreeMap<String, Option<Vec<u8>>>,
+    /// Bytes stored before this call, read on the first `kv-set`.
+    kv_base: Option<usize>,
     denied: Option<String>,
 }
 
@@ -305,30 +325,38 @@ impl whost::Host for State {
 
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
         self.report.host_calls += 1;
-        self.kv.get(&key).cloned()
+        match self.kv_overlay.get(&key) {
+            Some(v) => v.clone(),
+            None => self.kv.as_ref().and_then(|kv| kv.get(&key)),
+        }
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         self.report.host_calls += 1;
-        let used: usize = self
-            .kv
+        // An estimate that errs on the safe side (a replaced key counts twice); the store
+        // checks the exact figure when the writes are persisted.
+        let base = *self
+            .kv_base
+            .get_or_insert_with(|| self.kv.as_ref().map_or(0, |kv| kv.usage()));
+        let pending: usize = self
+            .kv_overlay
             .iter()
             .filter(|(k, _)| **k != key)
-            .map(|(k, v)| k.len() + v.len())
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
             .sum();
-        if used + key.len() + value.len() > self.limits.kv_quota {
+        if base + pending + key.len() + value.len() > self.limits.kv_quota {
             return Err(format!(
                 "storage quota of {} bytes exceeded",
                 self.limits.kv_quota
             ));
         }
-        self.kv.insert(key, value);
+        self.kv_overlay.insert(key, Some(value));
         Ok(())
     }
 
     fn kv_delete(&mut self, key: String) {
         self.report.host_calls += 1;
-        self.kv.remove(&key);
+        self.kv_overlay.insert(key, None);
     }
 
     fn settings(&mut self) -> Vec<w::Field> {
@@ -405,6 +433,18 @@ impl Runtime {
         })
     }
 
+    /// The process-wide runtime with default limits, created on first use. Servers share it:
+    /// each runtime reserves address space for its pool of instances, so one per process
+    /// (rather than one per server, as tests start many) keeps that bounded.
+    pub fn global() -> Result<Runtime, PluginError> {
+        static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+        if let Some(r) = GLOBAL.get() {
+            return Ok(r.clone());
+        }
+        let r = Runtime::new(Limits::default())?;
+        Ok(GLOBAL.get_or_init(|| r).clone())
+    }
+
     /// The runtime's limits.
     pub fn limits(&self) -> Limits {
         self.shared.limits
@@ -412,23 +452,82 @@ impl Runtime {
 
     /// Validates and compiles a component and prepares it for fast instantiation.
     pub fn load(&self, plugin: &str, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
-        let invalid = |e: wasmtime::Error| PluginError::Invalid {
-            plugin: plugin.to_owned(),
-            reason: format!("{e:#}"),
-        };
-        if !bytes.starts_with(b"\0asm") {
-            return Err(PluginError::Invalid {
-                plugin: plugin.to_owned(),
-                reason: "the file is not WebAssembly (it does not start with \\0asm)".to_owned(),
-            });
+        let component = self.compile(plugin, bytes)?;
+        self.prepare(plugin, &component)
+    }
+
+    /// Validates and compiles a component.
+    pub fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        check_magic(plugin, bytes)?;
+        Component::new(&self.shared.engine, bytes).map_err(|e| invalid(plugin, &e))
+    }
+
+    /// Like [`compile`](Self::compile), but keeps the compiled code in `cache_dir` under the
+    /// binary's content hash, so a restart loads it instead of compiling again.
+    pub fn compile_cached(
+        &self,
+        plugin: &str,
+        bytes: &[u8],
+        hash: &str,
+        cache_dir: &Path,
+    ) -> Result<Component, PluginError> {
+        check_magic(plugin, bytes)?;
+        let path = cache_dir.join(format!("{hash}.cwasm"));
+        if let Some(c) = self.deserialize_cached(&path) {
+            return Ok(c);
         }
-        let component = Component::new(&self.shared.engine, bytes).map_err(invalid)?;
+        let artifact = self
+            .shared
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| invalid(plugin, &e))?;
+        // The cache only saves time: failing to write it is logged, not fatal.
+        let tmp = cache_dir.join(format!("{hash}.cwasm.tmp"));
+        let written = std::fs::create_dir_all(cache_dir)
+            .and_then(|()| std::fs::write(&tmp, &artifact))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled plugin code");
+        }
+        match self.deserialize_cached(&path) {
+            Some(c) => Ok(c),
+            None => self.compile(plugin, bytes),
+        }
+    }
+
+    /// Loads compiled code this engine cached earlier; `None` when absent or unusable.
+    #[allow(unsafe_code)]
+    fn deserialize_cached(&self, path: &Path) -> Option<Component> {
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: wasmtime runs deserialized code without checking it, so the file must be
+        // one this host's engine wrote. It is: the cache lives in the data directory, is
+        // written only by `compile_cached` from bytes that passed validation, and is named by
+        // the binary's SHA-256. wasmtime itself refuses artifacts from another wasmtime
+        // version or engine configuration (we then recompile). Anyone able to replace the
+        // file can also replace the database and the server binary.
+        match unsafe { Component::deserialize_file(&self.shared.engine, path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin code");
+                None
+            }
+        }
+    }
+
+    /// Prepares a compiled component for fast instantiation.
+    pub fn prepare(
+        &self,
+        plugin: &str,
+        component: &Component,
+    ) -> Result<LoadedPlugin, PluginError> {
         let pre = self
             .shared
             .linker
-            .instantiate_pre(&component)
-            .map_err(invalid)?;
-        let pre = PluginPre::new(pre).map_err(invalid)?;
+            .instantiate_pre(component)
+            .map_err(|e| invalid(plugin, &e))?;
+        let pre = PluginPre::new(pre).map_err(|e| invalid(plugin, &e))?;
         Ok(LoadedPlugin {
             name: plugin.to_owned(),
             pre,
@@ -437,6 +536,25 @@ impl Runtime {
             readable: Vec::new(),
             settings: Vec::new(),
             data: None,
+            kv: None,
+        })
+    }
+}
+
+fn invalid(plugin: &str, e: &wasmtime::Error) -> PluginError {
+    PluginError::Invalid {
+        plugin: plugin.to_owned(),
+        reason: format!("{e:#}"),
+    }
+}
+
+fn check_magic(plugin: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    if bytes.starts_with(b"\0asm") {
+        Ok(())
+    } else {
+        Err(PluginError::Invalid {
+            plugin: plugin.to_owned(),
+            reason: "the file is not WebAssembly (it does not start with \\0asm)".to_owned(),
         })
     }
 }
@@ -450,12 +568,18 @@ pub struct LoadedPlugin {
     readable: Vec<EntityKind>,
     settings: Vec<w::Field>,
     data: Option<Arc<dyn DataAccess>>,
+    kv: Option<Arc<dyn KvAccess>>,
 }
 
 impl LoadedPlugin {
     /// The plugin's name in errors and logs.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Calls `describe`, then grants the reads the plugin asks for and gives it its declared
@@ -508,6 +632,12 @@ impl LoadedPlugin {
         self
     }
 
+    /// Where `kv-get` reads from (without it, storage starts empty on every call).
+    pub fn with_kv(mut self, kv: Arc<dyn KvAccess>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
     /// Tightens the limits (they never exceed the runtime's).
     pub fn with_limits(mut self, limits: Limits) -> Self {
         let max = self.runtime.shared.limits;
@@ -539,17 +669,12 @@ impl LoadedPlugin {
         entities: &[w::Entity],
         now: i64,
     ) -> Result<(Vec<w::Score>, CallReport), PluginError> {
-        let input: usize = entities.iter().map(entity_size).sum();
-        if input > self.limits.max_input {
-            return Err(PluginError::TooLarge {
-                plugin: self.name.clone(),
-                hook: "score",
-                what: "input",
-                size: input,
-                limit: self.limits.max_input,
-            });
-        }
-        let (scores, report) = self.call("score", self.limits.hook_timeout, |s, p| {
+        self.check_input("score", entities.iter().map(entity_size).sum())?;
+        // A batch gets the hook deadline once per SCORE_SHARE entities: one call does the work
+        // of many, and a runaway plugin is still stopped in proportion to what it was given.
+        let shares = u32::try_from(entities.len().div_ceil(SCORE_SHARE).max(1)).unwrap_or(u32::MAX);
+        let limit = self.limits.hook_timeout.saturating_mul(shares);
+        let (scores, report) = self.call("score", limit, |s, p| {
             p.call_score(s, scorer, entities, now)
         })?;
         let size = scores
@@ -560,6 +685,56 @@ impl LoadedPlugin {
             .sum();
         self.check_output("score", size)?;
         Ok((scores, report))
+    }
+
+    /// Calls `validate`: `Ok(Err(errors))` when the plugin rejects the record.
+    pub fn validate(
+        &self,
+        entity: &w::Entity,
+        before: Option<&w::Entity>,
+        now: i64,
+    ) -> Result<(Result<(), Vec<w::FieldError>>, CallReport), PluginError> {
+        let size = entity_size(entity) + before.map_or(0, entity_size);
+        self.check_input("validate", size)?;
+        let (verdict, report) = self.call("validate", self.limits.hook_timeout, |s, p| {
+            p.call_validate(s, entity, before, now)
+        })?;
+        if let Err(errors) = &verdict {
+            let size = errors.iter().map(|e| e.field.len() + e.message.len()).sum();
+            self.check_output("validate", size)?;
+        }
+        Ok((verdict, report))
+    }
+
+    /// Calls `compute-fields`.
+    pub fn compute_fields(
+        &self,
+        entity: &w::Entity,
+        now: i64,
+    ) -> Result<(Vec<w::Field>, CallReport), PluginError> {
+        self.check_input("compute-fields", entity_size(entity))?;
+        let (fields, report) = self.call("compute-fields", self.limits.hook_timeout, |s, p| {
+            p.call_compute_fields(s, entity, now)
+        })?;
+        let size = fields
+            .iter()
+            .map(|f| f.name.len() + value_size(&f.value))
+            .sum();
+        self.check_output("compute-fields", size)?;
+        Ok((fields, report))
+    }
+
+    fn check_input(&self, hook: &'static str, size: usize) -> Result<(), PluginError> {
+        if size > self.limits.max_input {
+            return Err(PluginError::TooLarge {
+                plugin: self.name.clone(),
+                hook,
+                what: "input",
+                size,
+                limit: self.limits.max_input,
+            });
+        }
+        Ok(())
     }
 
     fn check_output(&self, hook: &'static str, size: usize) -> Result<(), PluginError> {
@@ -600,7 +775,9 @@ impl LoadedPlugin {
             data: self.data.clone(),
             readable: self.readable.clone(),
             settings: self.settings.clone(),
-            kv: BTreeMap::new(),
+            kv: self.kv.clone(),
+            kv_overlay: BTreeMap::new(),
+            kv_base: None,
             denied: None,
         };
         let mut store = Store::new(&self.runtime.shared.engine, state);
@@ -614,6 +791,7 @@ impl LoadedPlugin {
             .and_then(|instance| f(&mut store, &instance));
         let state = store.into_data();
         let mut report = state.report;
+        report.kv_changes = state.kv_overlay.into_iter().collect();
         report.elapsed = start.elapsed();
         report.peak_memory = state.peak_memory;
         let plugin = self.name.clone();

@@ -1,0 +1,361 @@
+//! Offline administration for the `kith` command: plugin install, list, enable, disable,
+//! resume, settings and removal, and rescoring, run against a data directory while the
+//! server is stopped (a running server holds the database; use its API instead).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use kith_core::{EntityKind, Store, StoreConfig, StoreError, Value};
+
+use crate::plugin::manifest::Manifest;
+use crate::plugin::{InstallMode, PluginView, Registry, Runtime};
+
+/// An administration failure, already worded for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AdminError(pub String);
+
+impl AdminError {
+    fn new(m: impl Into<String>) -> Self {
+        AdminError(m.into())
+    }
+}
+
+impl From<crate::plugin::RegistryError> for AdminError {
+    fn from(e: crate::plugin::RegistryError) -> Self {
+        AdminError(e.to_string())
+    }
+}
+
+impl From<kith_core::Error> for AdminError {
+    fn from(e: kith_core::Error) -> Self {
+        AdminError(e.to_string())
+    }
+}
+
+/// The store and plugins of a data directory, opened for a command and closed after it.
+pub struct Offline {
+    store: Store,
+    registry: Registry,
+}
+
+impl Offline {
+    /// Opens the data directory; fails with advice when a server is using it.
+    pub fn open(data: &Path) -> Result<Offline, AdminError> {
+        let store = Store::open(StoreConfig::new(data)).map_err(|e| match e {
+            StoreError::InUse { .. } => AdminError::new(format!(
+                "a running Kith server is using {}; stop it first, or use the server's API \
+                 (/api/v1/plugins) to change plugins without a restart",
+                data.display()
+            )),
+            other => AdminError::new(other.to_string()),
+        })?;
+        let runtime = Runtime::global().map_err(|e| AdminError::new(e.to_string()))?;
+        let registry = Registry::open(runtime, store.clone(), data.join("plugin-cache"))?;
+        store.set_write_hook(Some(std::sync::Arc::new(registry.clone())));
+        Ok(Offline { store, registry })
+    }
+
+    /// The plugins.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Drop for Offline {
+    fn drop(&mut self) {
+        self.store.set_write_hook(None);
+        self.store.close();
+    }
+}
+
+/// Finds a plugin's manifest and binary from a path: a directory holding `kith-plugin.toml`
+/// (the binary is `--wasm`, a single `.wasm` in the directory, or the crate's release build
+/// for `wasm32-wasip2`), or the manifest file itself.
+pub fn locate(path: &Path, wasm: Option<&Path>) -> Result<(PathBuf, PathBuf), AdminError> {
+    let (dir, manifest) = if path.is_dir() {
+        (path.to_path_buf(), path.join("kith-plugin.toml"))
+    } else {
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        (dir, path.to_path_buf())
+    };
+    if !manifest.is_file() {
+        return Err(AdminError::new(format!(
+            "no manifest at {}: a plugin directory holds kith-plugin.toml",
+            manifest.display()
+        )));
+    }
+    if let Some(w) = wasm {
+        return Ok((manifest, w.to_path_buf()));
+    }
+    let wasm_files = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut found = wasm_files(&dir);
+    if found.is_empty() {
+        let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+        let id = Manifest::parse(&text).map(|m| m.id).unwrap_or_default();
+        let release = dir.join("target/wasm32-wasip2/release");
+        found = wasm_files(&release)
+            .into_iter()
+            .filter(|p| {
+                p.file_stem().is_some_and(|s| {
+                    let s = s.to_string_lossy();
+                    s == id.replace('-', "_")
+                        || s == format!("kith_plugin_{}", id.replace('-', "_"))
+                })
+            })
+            .collect();
+    }
+    match found.len() {
+        1 => Ok((manifest, found.remove(0))),
+        0 => Err(AdminError::new(format!(
+            "no .wasm found beside {}; build the plugin (cargo build --release --target \
+             wasm32-wasip2) or pass --wasm FILE",
+            manifest.display()
+        ))),
+        _ => Err(AdminError::new(format!(
+            "several .wasm files in {}; pass --wasm FILE",
+            dir.display()
+        ))),
+    }
+}
+
+/// Installs (or with `upgrade`, upgrades) the plugin at `path`. The requested capabilities
+/// are shown and must be granted: `yes` grants them, otherwise the user is asked.
+pub fn install(
+    data: &Path,
+    path: &Path,
+    wasm: Option<&Path>,
+    yes: bool,
+    upgrade: bool,
+) -> Result<String, AdminError> {
+    let (manifest_path, wasm_path) = locate(path, wasm)?;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| AdminError::new(format!("cannot read {}: {e}", p.display())))
+    };
+    let text = String::from_utf8(read(&manifest_path)?)
+        .map_err(|_| AdminError::new(format!("{} is not UTF-8", manifest_path.display())))?;
+    let bytes = read(&wasm_path)?;
+    let manifest = Manifest::parse(&text).map_err(|e| AdminError::new(e.to_string()))?;
+    let requested = manifest.requested();
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "{} {} ({})\n  {}\n  wasm: {}",
+        manifest.name,
+        manifest.version,
+        manifest.id,
+        manifest.description,
+        wasm_path.display()
+    );
+    if requested.is_empty() {
+        let _ = writeln!(out, "  requests no capabilities");
+    } else {
+        let _ = writeln!(out, "  requests: {}", requested.join(", "));
+        if !yes {
+            if !std::io::stdin().is_terminal() {
+                return Err(AdminError::new(format!(
+                    "granting {} needs confirmation; pass --yes to grant it",
+                    requested.join(", ")
+                )));
+            }
+            let _ = write!(out, "Grant these capabilities and install? [y/N] ");
+            let _ = out.flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                return Err(AdminError::new("not installed: capabilities not granted"));
+            }
+        }
+    }
+    let offline = Offline::open(data)?;
+    let mode = if upgrade {
+        InstallMode::Upgrade
+    } else {
+        InstallMode::New
+    };
+    let view = offline.registry.install(&text, &bytes, &requested, mode)?;
+    let verb = if upgrade { "upgraded" } else { "installed" };
+    let mut s = format!("{verb} {} {}\n{}", view.id, view.version, describe(&view));
+    if !view.scorers.is_empty() {
+        let bar = ProgressBar::new();
+        let n = offline
+            .registry
+            .rescore_plugin(&view.id, None, &|done, total| bar.show(done, total))?;
+        bar.finish();
+        s.push_str(&format!("scored {n} records\n"));
+    }
+    Ok(s)
+}
+
+/// A table of the installed plugins.
+pub fn list(data: &Path) -> Result<String, AdminError> {
+    let offline = Offline::open(data)?;
+    let plugins = offline.registry.list();
+    if plugins.is_empty() {
+        return Ok("no plugins installed\n".to_owned());
+    }
+    let mut s = format!(
+        "{:<20} {:<10} {:<10} {}\n",
+        "ID", "VERSION", "STATUS", "NAME"
+    );
+    for p in plugins {
+        s.push_str(&format!(
+            "{:<20} {:<10} {:<10} {}\n",
+            p.id, p.version, p.status, p.name
+        ));
+    }
+    Ok(s)
+}
+
+/// Enables, disables, resumes or removes a plugin.
+pub fn change(data: &Path, id: &str, action: &str) -> Result<String, AdminError> {
+    let offline = Offline::open(data)?;
+    let r = &offline.registry;
+    let view = match action {
+        "enable" => r.enable(id)?,
+        "disable" => r.disable(id)?,
+        "resume" => r.resume(id)?,
+        "remove" => {
+            r.remove(id)?;
+            return Ok(format!(
+                "removed {id}; values of its custom fields stay on records as plain data\n"
+            ));
+        }
+        other => return Err(AdminError::new(format!("unknown action '{other}'"))),
+    };
+    Ok(format!("{} is {}\n", view.id, view.status))
+}
+
+/// Sets settings from `name=value` pairs (values are JSON, or plain text).
+pub fn settings(data: &Path, id: &str, pairs: &[String]) -> Result<String, AdminError> {
+    let offline = Offline::open(data)?;
+    let mut values = BTreeMap::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| AdminError::new(format!("'{p}' is not name=value")))?;
+        let json =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        let value: Value =
+            serde_json::from_value(json).map_err(|e| AdminError::new(format!("{k}: {e}")))?;
+        values.insert(k.to_owned(), value);
+    }
+    let view = if values.is_empty() {
+        offline.registry.view(id)?
+    } else {
+        offline.registry.set_settings(id, values)?
+    };
+    Ok(describe(&view))
+}
+
+/// Rescores every record (or every record of `kind`) with a progress bar on stderr.
+pub fn rescore(data: &Path, kind: Option<&str>) -> Result<String, AdminError> {
+    let kind = kind
+        .map(|k| {
+            EntityKind::parse(k)
+                .ok_or_else(|| AdminError::new(format!("'{k}' is not an entity kind")))
+        })
+        .transpose()?;
+    let offline = Offline::open(data)?;
+    let start = std::time::Instant::now();
+    let bar = ProgressBar::new();
+    let n = offline
+        .registry
+        .rescore(kind, &|done, total| bar.show(done, total))?;
+    bar.finish();
+    Ok(format!(
+        "rescored {n} records in {:.1} s\n",
+        start.elapsed().as_secs_f64()
+    ))
+}
+
+/// A one-line progress bar on stderr, redrawn at most every 100 ms.
+struct ProgressBar {
+    last: std::cell::Cell<Option<std::time::Instant>>,
+    tty: bool,
+}
+
+impl ProgressBar {
+    fn new() -> Self {
+        ProgressBar {
+            last: std::cell::Cell::new(None),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .get()
+            .is_some_and(|t| now.duration_since(t).as_millis() < 100)
+            && done < total
+        {
+            return;
+        }
+        self.last.set(Some(now));
+        let width = 30u64;
+        let filled = (done * width)
+            .checked_div(total)
+            .unwrap_or(width)
+            .min(width);
+        let bar: String = (0..width)
+            .map(|i| if i < filled { '#' } else { '-' })
+            .collect();
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        let line = format!("[{bar}] {done}/{total} ({pct}%)");
+        if self.tty {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// A plugin's details for the terminal.
+fn describe(p: &PluginView) -> String {
+    let mut s = format!(
+        "{} {} — {}\n  status: {}{}\n  granted: {}\n",
+        p.id,
+        p.version,
+        p.name,
+        p.status,
+        p.status_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        if p.granted.is_empty() {
+            "nothing".to_owned()
+        } else {
+            p.granted.join(", ")
+        }
+    );
+    if !p.fields.is_empty() {
+        s.push_str(&format!("  fields: {}\n", p.fields.join(", ")));
+    }
+    for sc in &p.scorers {
+        s.push_str(&format!("  scorer: {} ({})\n", sc.key, sc.kind));
+    }
+    for st in &p.settings {
+        s.push_str(&format!("  setting {} = {}\n", st.name, st.value));
+    }
+    s
+}
