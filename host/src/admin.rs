@@ -131,13 +131,44 @@ pub fn locate(path: &Path, wasm: Option<&Path>) -> Result<(PathBuf, PathBuf), Ad
     }
 }
 
+/// How the capabilities a plugin requests get granted.
+pub enum Grant<'a> {
+    /// Granted up front (`--yes`).
+    Yes,
+    /// Ask this function, which gets the list and answers whether it is granted.
+    Ask(&'a dyn Fn(&str) -> bool),
+    /// Nobody to ask: refuse unless the plugin requests nothing.
+    Refuse,
+}
+
+/// Asks on the terminal whether to grant `what`.
+pub fn ask_on_terminal(what: &str) -> bool {
+    let mut out = std::io::stdout();
+    let _ = write!(out, "Grant {what} and install? [y/N] ");
+    let _ = out.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// The grant for a terminal session: `--yes`, else ask when stdin is a terminal, else refuse.
+pub fn terminal_grant(yes: bool) -> Grant<'static> {
+    if yes {
+        Grant::Yes
+    } else if std::io::stdin().is_terminal() {
+        Grant::Ask(&ask_on_terminal)
+    } else {
+        Grant::Refuse
+    }
+}
+
 /// Installs (or with `upgrade`, upgrades) the plugin at `path`. The requested capabilities
-/// are shown and must be granted: `yes` grants them, otherwise the user is asked.
+/// are shown and must be granted (see [`Grant`]).
 pub fn install(
     data: &Path,
     path: &Path,
     wasm: Option<&Path>,
-    yes: bool,
+    grant: Grant<'_>,
     upgrade: bool,
 ) -> Result<String, AdminError> {
     let (manifest_path, wasm_path) = locate(path, wasm)?;
@@ -162,20 +193,19 @@ pub fn install(
     if requested.is_empty() {
         let _ = writeln!(out, "  requests no capabilities");
     } else {
-        let _ = writeln!(out, "  requests: {}", requested.join(", "));
-        if !yes {
-            if !std::io::stdin().is_terminal() {
-                return Err(AdminError::new(format!(
-                    "granting {} needs confirmation; pass --yes to grant it",
-                    requested.join(", ")
-                )));
+        let list = requested.join(", ");
+        let _ = writeln!(out, "  requests: {list}");
+        match grant {
+            Grant::Yes => {}
+            Grant::Ask(ask) => {
+                if !ask(&list) {
+                    return Err(AdminError::new("not installed: capabilities not granted"));
+                }
             }
-            let _ = write!(out, "Grant these capabilities and install? [y/N] ");
-            let _ = out.flush();
-            let mut answer = String::new();
-            let _ = std::io::stdin().read_line(&mut answer);
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                return Err(AdminError::new("not installed: capabilities not granted"));
+            Grant::Refuse => {
+                return Err(AdminError::new(format!(
+                    "granting {list} needs confirmation; pass --yes to grant it"
+                )));
             }
         }
     }

@@ -11,6 +11,7 @@ mod concurrency;
 mod crud;
 mod demo;
 mod errors;
+mod lifecycle;
 mod openapi;
 mod pipelines;
 mod plugins;

@@ -6,7 +6,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use kith_core::{Command, EntityKind, Filter, FilterOp, Id, Outcome, Query, SortKey};
+use std::collections::BTreeMap;
+
+use kith_core::{
+    AnyRecord, Command, EntityKind, Filter, FilterOp, Id, Outcome, Query, SortKey, StoredScore,
+};
+use serde::Serialize;
 use serde_json::json;
 
 use super::body::{JsonObject, to_input};
@@ -122,7 +127,8 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let input = to_input(body)?;
     match write(&state.store, Command::Create { kind, input }).await? {
-        Outcome::Record(r) => Ok((StatusCode::CREATED, Json(r))),
+        // Scoring runs after the write, so a new record has no scores yet.
+        Outcome::Record(r) => Ok((StatusCode::CREATED, Json(WithScores::new(r, Vec::new())))),
         other => Err(ApiError::internal(&format!("create returned {other:?}"))),
     }
 }
@@ -135,12 +141,7 @@ async fn fetch(
     let id = parse_id(kind, &raw)?;
     let (record, scores) =
         read(&state.store, move |s| Ok((s.get(kind, id)?, s.scores(id)?))).await?;
-    let mut body = serde_json::to_value(record).map_err(|e| ApiError::internal(&e))?;
-    // Scores plugins gave the record, by `plugin/scorer`, with their reasons.
-    let scores: std::collections::BTreeMap<String, kith_core::StoredScore> =
-        scores.into_iter().collect();
-    body["scores"] = serde_json::to_value(scores).map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(body))
+    Ok(Json(WithScores::new(record, scores)))
 }
 
 async fn update(
@@ -152,8 +153,29 @@ async fn update(
     let id = parse_id(kind, &raw)?;
     let input = to_input(body)?;
     match write(&state.store, Command::Update { kind, id, input }).await? {
-        Outcome::Record(r) => Ok(Json(r)),
+        Outcome::Record(r) => {
+            let scores = read(&state.store, move |s| s.scores(id)).await?;
+            Ok(Json(WithScores::new(r, scores)))
+        }
         other => Err(ApiError::internal(&format!("update returned {other:?}"))),
+    }
+}
+
+/// A record as single-record routes answer it: its fields plus `scores`, the scores plugins
+/// gave it by `plugin/scorer`, each with its value, reasons and time.
+#[derive(Serialize)]
+struct WithScores {
+    #[serde(flatten)]
+    record: AnyRecord,
+    scores: BTreeMap<String, StoredScore>,
+}
+
+impl WithScores {
+    fn new(record: AnyRecord, scores: Vec<(String, StoredScore)>) -> Self {
+        WithScores {
+            record,
+            scores: scores.into_iter().collect(),
+        }
     }
 }
 

@@ -712,6 +712,9 @@ mod tests {
              read = [\"contact\"]\n\
              actions = []\n"
         );
+        let parsed =
+            super::super::manifest::Manifest::parse(&read(tmp.path(), "kith-plugin.toml")).unwrap();
+        assert_eq!(parsed.requested(), ["read:contact"]);
         // The description `describe()` reports is the manifest's.
         let lib = read(tmp.path(), "src/lib.rs");
         assert!(lib.contains(&format!(

@@ -1,11 +1,17 @@
 //! A hostile plugin for the sandbox tests: each scorer name picks one way to misbehave.
 //! `ok` behaves, so tests can show the runtime still works after the others.
+//!
+//! Installed into a server, it declares a `panic` scorer on contacts (so every contact
+//! change makes it fail, which must end in its suspension) and validates tickets by subject:
+//! `loop` runs forever, `panic` panics, `reject` is refused with a message, anything else
+//! passes.
 
 use std::hint::black_box;
 
 use kith_sdk::host;
 use kith_sdk::{
-    Capabilities, Entity, EntityKind, Level, Plugin, PluginInfo, Score, ScoreCard, Timestamp,
+    Capabilities, Entity, EntityExt, EntityKind, FieldError, Level, Plugin, PluginInfo, Score,
+    ScoreCard, ScorerDef, Timestamp,
 };
 
 /// The plugin.
@@ -25,15 +31,41 @@ impl Plugin for Hostile {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             description: "Misbehaves on purpose.".to_owned(),
             fields: Vec::new(),
-            scorers: Vec::new(),
+            scorers: vec![ScorerDef {
+                name: "panic".to_owned(),
+                kind: EntityKind::Contact,
+                description: "Fails every time.".to_owned(),
+                depends_on: Vec::new(),
+            }],
             reports: Vec::new(),
             settings: Vec::new(),
             subscriptions: Vec::new(),
-            validates: Vec::new(),
+            validates: vec![EntityKind::Ticket],
             capabilities: Capabilities {
                 read: vec![EntityKind::Contact],
                 actions: Vec::new(),
             },
+        }
+    }
+
+    fn validate(
+        entity: &Entity,
+        _before: Option<&Entity>,
+        _now: Timestamp,
+    ) -> Result<(), Vec<FieldError>> {
+        match entity.text("subject").unwrap_or_default() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "panic" => panic!("the hostile validator gave up on purpose"),
+            "reject" => Err(vec![FieldError {
+                field: "subject".to_owned(),
+                message: "the hostile validator refuses this subject".to_owned(),
+            }]),
+            _ => Ok(()),
         }
     }
 
