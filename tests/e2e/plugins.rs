@@ -302,3 +302,27 @@ fn the_dev_loop_runs_a_hook_against_a_sample() {
     .unwrap_err();
     assert!(err.contains("entities[0]"), "{err}");
 }
+
+#[test]
+fn the_dev_loop_runs_validate_and_compute_fields() {
+    let deal_fields = wasm("kith_plugin_deal_fields.wasm");
+    let sample = r#"{
+        "now": "2026-11-23T12:00:00Z",
+        "entities": [
+            { "kind": "deal", "id": "d1", "fields": { "title": "T", "stage": "proposal", "created_at": "2026-11-01T12:00:00Z", "stage_changed_at": "2026-11-20T12:00:00Z" } },
+            { "kind": "deal", "id": "d2", "fields": { "title": "U", "stage": "proposal" }, "custom": { "next_step": "Call" } }
+        ]
+    }"#;
+    let run =
+        |hook: &str| kith_host::plugin::devloop::run(&deal_fields, "deal-fields", hook, sample);
+    let out = run("validate").unwrap();
+    assert!(out.contains("d1: refused\n  next_step: "), "{out}");
+    assert!(out.contains("d2: valid"), "{out}");
+    let out = run("compute-fields").unwrap();
+    assert!(
+        out.contains("d1:\n  days_in_stage = 3\n  deal_age_days = 22"),
+        "{out}"
+    );
+    let err = run("on-event").unwrap_err();
+    assert!(err.contains("compute-fields"), "{err}");
+}

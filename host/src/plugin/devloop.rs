@@ -11,7 +11,9 @@
 //!   "records":  [ { "kind": "company", "id": "co1", "fields": { "name": "Acme", "size": 5000 } } ]
 //! }
 //! ```
-//! `entities` are what the hook receives; `records` are what `get` and `query` can find.
+//! `entities` are what the hook receives (`validate` and `compute-fields` take each in turn,
+//! with `before` as the stored version for `validate`); `records` are what `get` and `query`
+//! can find.
 //! Field values are typed by the record kind's built-in fields; custom values by their JSON type.
 
 use std::fmt::Write as _;
@@ -26,7 +28,7 @@ use super::runtime::{CallReport, DataAccess, Limits, Runtime};
 use super::wit::kith::plugin::types as w;
 
 /// The hooks `kith plugin run` can call.
-pub const HOOKS: &[&str] = &["describe", "score"];
+pub const HOOKS: &[&str] = &["describe", "score", "validate", "compute-fields"];
 
 /// Runs `hook` of the component in `wasm` against the JSON `sample`; returns the report text.
 pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, String> {
@@ -39,9 +41,9 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
         Ok(_) => return Err("the input must be a JSON object".to_owned()),
         Err(e) => return Err(format!("the input is not valid JSON: {e}")),
     };
-    let runtime = Runtime::new(Limits::default()).map_err(|e| e.to_string())?;
+    let runtime = Runtime::global().map_err(|e| e.to_string())?;
     let plugin = runtime.load(name, wasm).map_err(|e| e.to_string())?;
-    let (mut plugin, info) = plugin.as_declared().map_err(|e| e.to_string())?;
+    let (plugin, info) = plugin.as_declared().map_err(|e| e.to_string())?;
     let mut out = String::new();
     let report = match hook {
         "describe" => {
@@ -78,6 +80,52 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
             );
             report
         }
+        "validate" | "compute-fields" => {
+            let now = sample_now(&sample)?;
+            let entities = entities(sample.get("entities"))?;
+            let before = match sample.get("before") {
+                Some(b) => Some(entity(0, b)?),
+                None => None,
+            };
+            let plugin = configure(plugin, &sample)?;
+            let mut total = CallReport::default();
+            for e in &entities {
+                let report = if hook == "validate" {
+                    let (verdict, report) = plugin
+                        .validate(e, before.as_ref(), now)
+                        .map_err(|e| e.to_string())?;
+                    match verdict {
+                        Ok(()) => {
+                            let _ = writeln!(out, "{}: valid", e.id);
+                        }
+                        Err(errors) => {
+                            let _ = writeln!(out, "{}: refused", e.id);
+                            for fe in errors {
+                                let _ = writeln!(out, "  {}: {}", fe.field, fe.message);
+                            }
+                        }
+                    }
+                    report
+                } else {
+                    let (fields, report) =
+                        plugin.compute_fields(e, now).map_err(|e| e.to_string())?;
+                    let _ = writeln!(out, "{}:", e.id);
+                    for f in &fields {
+                        let _ = writeln!(out, "  {} = {}", f.name, show(&f.value));
+                    }
+                    if fields.is_empty() {
+                        let _ = writeln!(out, "  (no computed fields)");
+                    }
+                    report
+                };
+                total.elapsed += report.elapsed;
+                total.peak_memory = total.peak_memory.max(report.peak_memory);
+                total.host_calls += report.host_calls;
+                total.logs_dropped += report.logs_dropped;
+                total.logs.extend(report.logs);
+            }
+            total
+        }
         "score" => {
             let scorer = sample
                 .get("scorer")
@@ -85,18 +133,9 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
                 .or_else(|| info.scorers.first().map(|s| s.name.as_str()))
                 .ok_or("the plugin has no scorer; name one with \"scorer\"")?
                 .to_owned();
-            let now = match sample.get("now").and_then(Json::as_str) {
-                Some(t) => parse_timestamp(t)?.timestamp_micros(),
-                None => chrono::Utc::now().timestamp_micros(),
-            };
+            let now = sample_now(&sample)?;
             let entities = entities(sample.get("entities"))?;
-            let records = entities_or_empty(sample.get("records"))?;
-            if let Some(Json::Object(over)) = sample.get("settings") {
-                for (k, v) in over {
-                    plugin = plugin.with_setting(k, plain_value(v));
-                }
-            }
-            let plugin = plugin.with_data(Arc::new(Sample(records)));
+            let plugin = configure(plugin, &sample)?;
             let (scores, report) = plugin
                 .score(&scorer, &entities, now)
                 .map_err(|e| e.to_string())?;
@@ -120,6 +159,28 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
     };
     write_report(&mut out, &report);
     Ok(out)
+}
+
+/// The sample's `now`, in microseconds (the current time when absent).
+fn sample_now(sample: &Map<String, Json>) -> Result<i64, String> {
+    Ok(match sample.get("now").and_then(Json::as_str) {
+        Some(t) => parse_timestamp(t)?.timestamp_micros(),
+        None => chrono::Utc::now().timestamp_micros(),
+    })
+}
+
+/// Applies the sample's setting overrides and gives `get` and `query` its `records`.
+fn configure(
+    mut plugin: super::runtime::LoadedPlugin,
+    sample: &Map<String, Json>,
+) -> Result<super::runtime::LoadedPlugin, String> {
+    let records = entities_or_empty(sample.get("records"))?;
+    if let Some(Json::Object(over)) = sample.get("settings") {
+        for (k, v) in over {
+            plugin = plugin.with_setting(k, plain_value(v));
+        }
+    }
+    Ok(plugin.with_data(Arc::new(Sample(records))))
 }
 
 /// A field value as a person would write it.
