@@ -24,7 +24,7 @@ use kith_core::schema::{ValueType, parse_timestamp};
 use serde_json::{Map, Value as Json};
 
 use super::convert::kind_to_wit;
-use super::runtime::{CallReport, DataAccess, Limits, Runtime};
+use super::runtime::{CallReport, DataAccess, Runtime};
 use super::wit::kith::plugin::types as w;
 
 /// The hooks `kith plugin run` can call.
