@@ -78,7 +78,7 @@ async fn upload(
     )
 }
 
-async fn install(s: &TestServer, id: &str, grant: &str) -> Value {
+pub(crate) async fn install(s: &TestServer, id: &str, grant: &str) -> Value {
     let (m, w) = plugin(id);
     let (status, body) = upload(
         s,

@@ -138,6 +138,8 @@ async fn openapi_lists_only_routes_that_exist() {
         s.create_id("tasks", json!({ "title": "Probe", "contact_id": contact }))
             .await,
     ));
+    crate::lifecycle::install(&s, "deal-fields", "").await;
+    ids.push(("plugins", "deal-fields".to_owned()));
 
     let concrete = |path: &str| -> String {
         let kind = path

@@ -204,6 +204,58 @@ pub fn document() -> Json {
         "delete": { "tags": ["fields"], "summary": "Remove a custom field definition (values stay as plain data)",
                     "responses": with_errors(json!({ "204": { "description": "Removed" } })) },
     }));
+    let upload = json!({ "required": true, "content": { "multipart/form-data": { "schema": {
+        "type": "object", "required": ["manifest", "wasm"],
+        "properties": {
+            "manifest": { "type": "string", "description": "kith-plugin.toml" },
+            "wasm": { "type": "string", "format": "binary", "description": "The plugin's WebAssembly component" },
+            "grant": { "type": "string", "description": "Every capability the manifest requests, comma-separated (read:contact,action:create-task)" },
+        } } } } });
+    let plugin_id =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    paths.insert("/api/v1/plugins".into(), json!({
+        "get": simple("plugins", "Installed plugins with status, grants, settings and metrics"),
+        "post": { "tags": ["plugins"], "summary": "Install a plugin (multipart upload; its requested capabilities must be granted)",
+                  "requestBody": upload,
+                  "responses": with_errors(json!({ "201": { "description": "Installed" } })) },
+    }));
+    paths.insert("/api/v1/plugins/{id}".into(), json!({
+        "parameters": [plugin_id],
+        "get": simple("plugins", "One plugin"),
+        "put": { "tags": ["plugins"], "summary": "Upgrade in place, without a restart (calls in flight finish on the old version)",
+                 "requestBody": upload,
+                 "responses": with_errors(json!({ "200": { "description": "Upgraded" } })) },
+        "delete": { "tags": ["plugins"], "summary": "Uninstall (values of its custom fields stay as plain data)",
+                    "responses": with_errors(json!({ "204": { "description": "Removed" } })) },
+    }));
+    for (action, summary) in [
+        ("enable", "Let the plugin run"),
+        (
+            "disable",
+            "Stop the plugin running; its fields and scores stay",
+        ),
+        ("resume", "Lift a suspension after repeated failures"),
+    ] {
+        paths.insert(
+            format!("/api/v1/plugins/{{id}}/{action}"),
+            json!({
+                "parameters": [plugin_id],
+                "post": simple("plugins", summary),
+            }),
+        );
+    }
+    paths.insert("/api/v1/plugins/{id}/settings".into(), json!({
+        "parameters": [plugin_id],
+        "patch": { "tags": ["plugins"], "summary": "Change settings: a JSON object of name to value",
+                   "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+                   "responses": with_errors(json!({ "200": { "description": "The plugin with its new settings" } })) },
+        "put": simple("plugins", "Same as PATCH"),
+    }));
+    paths.insert("/api/v1/scores/rescore".into(), json!({
+        "post": { "tags": ["plugins"], "summary": "Recompute every score (or those of ?kind=)",
+                  "parameters": [{ "name": "kind", "in": "query", "schema": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::name) } }],
+                  "responses": with_errors(json!({ "200": { "description": "How many records were scored" } })) },
+    }));
     schemas.insert("Error".into(), json!({
         "type": "object",
         "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
