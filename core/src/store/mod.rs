@@ -12,6 +12,8 @@ pub mod tables;
 mod write;
 
 #[cfg(test)]
+mod plugin_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
