@@ -88,7 +88,7 @@ impl Plugin for DealFields {
         if needs_next_step && !has_next_step {
             return Err(vec![FieldError {
                 field: NEXT_STEP.to_owned(),
-                message: "a deal at Proposal or later needs a next step".to_owned(),
+                message: format!("a deal at stage '{stage}' needs a next step"),
             }]);
         }
         Ok(())
@@ -172,10 +172,10 @@ mod tests {
         d
     }
 
-    fn rejected() -> Result<(), Vec<FieldError>> {
+    fn rejected(stage: &str) -> Result<(), Vec<FieldError>> {
         Err(vec![FieldError {
             field: "next_step".to_owned(),
-            message: "a deal at Proposal or later needs a next step".to_owned(),
+            message: format!("a deal at stage '{stage}' needs a next step"),
         }])
     }
 
@@ -190,9 +190,9 @@ mod tests {
     #[test]
     fn late_open_stages_need_a_next_step() {
         TestHost::for_plugin::<DealFields>().install();
-        check("proposal", None, rejected());
-        check("negotiation", None, rejected());
-        check("proposal", Some("   "), rejected());
+        check("proposal", None, rejected("proposal"));
+        check("negotiation", None, rejected("negotiation"));
+        check("proposal", Some("   "), rejected("proposal"));
         check("proposal", Some("Send the contract"), Ok(()));
         check("negotiation", Some("Call legal"), Ok(()));
     }
@@ -214,7 +214,7 @@ mod tests {
                 FieldValue::Choices(vec![" Qualified ".to_owned()]),
             )
             .install();
-        check("qualified", None, rejected());
+        check("qualified", None, rejected("qualified"));
         check("qualified", Some("Book a demo"), Ok(()));
         check("proposal", None, Ok(()));
 
