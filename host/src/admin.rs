@@ -217,16 +217,21 @@ pub fn install(
     };
     let view = offline.registry.install(&text, &bytes, &requested, mode)?;
     let verb = if upgrade { "upgraded" } else { "installed" };
-    let mut s = format!("{verb} {} {}\n{}", view.id, view.version, describe(&view));
-    if !view.scorers.is_empty() {
-        let bar = ProgressBar::new();
-        let n = offline
-            .registry
-            .rescore_plugin(&view.id, None, &|done, total| bar.show(done, total))?;
-        bar.finish();
-        s.push_str(&format!("scored {n} records\n"));
+    let s = format!("{verb} {} {}\n{}", view.id, view.version, describe(&view));
+    Ok(s + &rescore_now(&offline, &view)?)
+}
+
+/// Rescores what an active plugin's scorers cover, with a progress bar.
+fn rescore_now(offline: &Offline, view: &PluginView) -> Result<String, AdminError> {
+    if view.scorers.is_empty() || view.status != "active" {
+        return Ok(String::new());
     }
-    Ok(s)
+    let bar = ProgressBar::new();
+    let n = offline
+        .registry
+        .rescore_plugin(&view.id, None, &|done, total| bar.show(done, total))?;
+    bar.finish();
+    Ok(format!("scored {n} records\n"))
 }
 
 /// A table of the installed plugins.
@@ -265,7 +270,12 @@ pub fn change(data: &Path, id: &str, action: &str) -> Result<String, AdminError>
         }
         other => return Err(AdminError::new(format!("unknown action '{other}'"))),
     };
-    Ok(format!("{} is {}\n", view.id, view.status))
+    let mut out = format!("{} is {}\n", view.id, view.status);
+    // No server is running to rescore in the background, so bring scores up to date now.
+    if action != "disable" {
+        out.push_str(&rescore_now(&offline, &view)?);
+    }
+    Ok(out)
 }
 
 /// Sets settings from `name=value` pairs (values are JSON, or plain text).
@@ -282,12 +292,12 @@ pub fn settings(data: &Path, id: &str, pairs: &[String]) -> Result<String, Admin
             serde_json::from_value(json).map_err(|e| AdminError::new(format!("{k}: {e}")))?;
         values.insert(k.to_owned(), value);
     }
-    let view = if values.is_empty() {
-        offline.registry.view(id)?
-    } else {
-        offline.registry.set_settings(id, values)?
-    };
-    Ok(describe(&view))
+    if values.is_empty() {
+        return Ok(describe(&offline.registry.view(id)?));
+    }
+    let view = offline.registry.set_settings(id, values)?;
+    let rescored = rescore_now(&offline, &view)?;
+    Ok(describe(&view) + &rescored)
 }
 
 /// Rescores every record (or every record of `kind`) with a progress bar on stderr.

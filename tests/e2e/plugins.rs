@@ -214,6 +214,15 @@ fn hostile_plugins_are_stopped_with_errors_naming_them() {
         run(&plugin, "env").unwrap(),
         "env: 0 variables, HOME visible: false"
     );
+    // Nor the time or fresh randomness: hooks are pure functions of their input.
+    assert_eq!(
+        run(&plugin, "clock").unwrap(),
+        "clock: 0 s, instant moved: false"
+    );
+    assert_eq!(
+        run(&plugin, "random").unwrap(),
+        run(&plugin, "random").unwrap()
+    );
     // And the runtime is fine afterwards.
     assert_eq!(run(&plugin, "ok").unwrap(), "behaved");
 }

@@ -4,7 +4,8 @@
 //! One [`Runtime`] per process owns the wasmtime engine (component model, pooling allocator,
 //! copy-on-write memory images, epoch interruption driven by a ticker thread) and one linker
 //! in which WASI is linked with nothing granted: no files, environment, sockets or inherited
-//! stdio. Every call gets a fresh store and instance (so nothing leaks between calls), a CPU
+//! stdio; its clocks are frozen at the epoch and its randomness has a fixed seed. Every call
+//! gets a fresh store and instance (so nothing leaks between calls), a time
 //! deadline, a memory cap and input/output size caps, and fails with a [`PluginError`] that
 //! names the plugin, the hook and what went wrong.
 

@@ -887,10 +887,12 @@ impl Registry {
         let Ok((scores, _)) = result else {
             return Ok(());
         };
+        // Only records it was given: a plugin cannot score what it was not asked about.
+        let asked: BTreeSet<Id> = records.iter().map(AnyRecord::id).collect();
         let scores = scores
             .into_iter()
             .filter_map(|s| {
-                let id: Id = s.id.parse().ok()?;
+                let id: Id = s.id.parse().ok().filter(|id| asked.contains(id))?;
                 Some((
                     id,
                     StoredScore {
@@ -1044,11 +1046,19 @@ impl WriteHook for Registry {
             }
             let result = plugin.compute_fields(&entity, now_us);
             self.record(&active, "compute-fields", &result, false);
-            // Fail open: on error the computed fields keep no value for this write.
-            if let Ok((fields, _)) = result {
-                for f in fields {
-                    if owned.contains(&f.name.as_str()) {
-                        computed.insert(f.name, value_from_wit(&f.value));
+            // Fail open: the write goes through, and the plugin's computed fields are left
+            // unset rather than keeping values computed from an older version of the record.
+            match result {
+                Ok((fields, _)) => {
+                    for f in fields {
+                        if owned.contains(&f.name.as_str()) {
+                            computed.insert(f.name, value_from_wit(&f.value));
+                        }
+                    }
+                }
+                Err(_) => {
+                    for name in owned {
+                        computed.insert(name.to_owned(), Value::Null);
                     }
                 }
             }

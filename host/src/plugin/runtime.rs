@@ -22,9 +22,11 @@ use super::wit::{Plugin as Bindings, PluginPre};
 /// Per-call limits. Each plugin may be given tighter ones within what the runtime allows.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// CPU time for a hook call (describe, validate, compute-fields, score, on-event).
+    /// Time limit of a hook call (describe, validate, compute-fields, score, on-event), counted
+    /// in wall-clock epoch ticks from the start of the call, instantiation included. A `score`
+    /// batch gets it once per [`SCORE_SHARE`] entities.
     pub hook_timeout: Duration,
-    /// CPU time for a report.
+    /// Time limit of a report (reports are not run yet).
     pub report_timeout: Duration,
     /// Linear memory, per memory, in bytes.
     pub memory: usize,
@@ -70,7 +72,7 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
-    /// The call ran past its CPU deadline and was stopped.
+    /// The call ran past its time limit and was stopped.
     #[error("plugin {plugin}: {hook} ran longer than its {limit:?} limit and was stopped")]
     Timeout {
         /// The plugin.
@@ -541,6 +543,29 @@ impl Runtime {
     }
 }
 
+/// The clock plugins see through WASI: always the Unix epoch, never moving.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 fn invalid(plugin: &str, e: &wasmtime::Error) -> PluginError {
     PluginError::Invalid {
         plugin: plugin.to_owned(),
@@ -758,10 +783,17 @@ impl LoadedPlugin {
     ) -> Result<(T, CallReport), PluginError> {
         let start = Instant::now();
         // Nothing granted: no preopened directories, environment, arguments, stdio or network.
+        // Hooks are pure functions of their input (`now` is an argument), so the clocks WASI
+        // shows are frozen at the epoch and its random numbers come from a fixed seed.
         let wasi = WasiCtxBuilder::new()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(<rand_wasi::rngs::StdRng as rand_wasi::SeedableRng>::seed_from_u64(0))
+            .insecure_random(<rand_wasi::rngs::StdRng as rand_wasi::SeedableRng>::seed_from_u64(1))
+            .insecure_random_seed(0)
             .build();
         let state = State {
             wasi,

@@ -24,6 +24,11 @@ fn recurse(depth: u64) -> u64 {
     black_box(recurse(black_box(depth + 1))) + 1
 }
 
+/// Some work that takes measurable time.
+fn recurse_a_little(n: u64) -> u64 {
+    (0..n).map(|i| black_box(i * i)).sum()
+}
+
 impl Plugin for Hostile {
     fn describe() -> PluginInfo {
         PluginInfo {
@@ -108,6 +113,22 @@ impl Plugin for Hostile {
                     1,
                     format!("file: {}", if read.is_ok() { "READ" } else { "refused" }),
                 );
+            }
+            "clock" => {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(u64::MAX, |d| d.as_secs());
+                let start = std::time::Instant::now();
+                black_box(recurse_a_little(1000));
+                let moved = start.elapsed() > std::time::Duration::ZERO;
+                card.add(1, format!("clock: {secs} s, instant moved: {moved}"));
+            }
+            "random" => {
+                // std seeds hash maps from WASI randomness.
+                use std::hash::{BuildHasher, Hash, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                1u8.hash(&mut h);
+                card.add(1, format!("random: {}", h.finish()));
             }
             "env" => {
                 let vars = std::env::vars().count();
