@@ -94,7 +94,8 @@ impl Settings {
         Settings { fields }
     }
 
-    fn value(&self, name: &str) -> Option<&FieldValue> {
+    /// A setting's value as the host sent it (`None` when the host sent none).
+    pub fn value(&self, name: &str) -> Option<&FieldValue> {
         self.fields
             .iter()
             .find(|f| f.name == name)
@@ -105,6 +106,17 @@ impl Settings {
     pub fn integer(&self, name: &str) -> Option<i64> {
         match self.value(name)? {
             FieldValue::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A decimal-number setting, as `f64` (an integer setting is accepted too). Number
+    /// settings travel as exact decimal text; use [`value`](Self::value) to keep it exact.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        match self.value(name)? {
+            FieldValue::Number(d) | FieldValue::Money(d) => d.parse().ok(),
+            #[allow(clippy::cast_precision_loss)]
+            FieldValue::Integer(i) => Some(*i as f64),
             _ => None,
         }
     }
@@ -170,5 +182,30 @@ impl ScoreCard {
             value,
             reasons: self.reasons,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_read_each_type() {
+        let s = Settings::new(vec![
+            field("rate", FieldValue::Number("2.5".to_owned())),
+            field("count", FieldValue::Integer(3)),
+            field("name", FieldValue::Text("x".to_owned())),
+            field("on", FieldValue::Boolean(true)),
+            field("words", FieldValue::Choices(vec!["a".to_owned()])),
+        ]);
+        assert_eq!(s.number("rate"), Some(2.5));
+        assert_eq!(s.number("count"), Some(3.0));
+        assert_eq!(s.number("name"), None);
+        assert_eq!(s.integer("count"), Some(3));
+        assert_eq!(s.text("name"), Some("x"));
+        assert_eq!(s.boolean("on"), Some(true));
+        assert_eq!(s.list("words"), ["a"]);
+        assert!(s.value("missing").is_none());
+        assert!(s.list("missing").is_empty());
     }
 }
