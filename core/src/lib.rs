@@ -27,7 +27,9 @@ pub use error::{Error, FieldError, StoreError};
 pub use event::{Event, FieldChange, Operation};
 pub use id::Id;
 pub use pipeline::{Pipeline, Stage, StageOutcome};
-pub use plugin::{PluginRecord, ScoreBatch, ScoreReason, StoredScore, Suspension, WriteHook};
+pub use plugin::{
+    PluginLimits, PluginRecord, ScoreBatch, ScoreReason, StoredScore, Suspension, WriteHook,
+};
 pub use query::{Filter, FilterOp, Page, Query, SortKey, TimelineItem};
 pub use store::{Actor, Command, Input, Outcome, Store, StoreConfig};
 pub use value::Value;

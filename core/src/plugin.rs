@@ -35,10 +35,25 @@ pub struct PluginRecord {
     /// Set when repeated failures suspended it; cleared by an admin's resume.
     #[serde(default)]
     pub suspended: Option<Suspension>,
+    /// Tighter limits an admin set for this plugin (the server's ceiling applies anyway).
+    #[serde(default)]
+    pub limits: PluginLimits,
     /// When it was first installed.
     pub installed_at: Timestamp,
     /// When it was last installed, upgraded or reconfigured.
     pub updated_at: Timestamp,
+}
+
+/// Per-plugin limits; `None` means the server's own limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Time limit of a hook call, in milliseconds.
+    #[serde(default)]
+    pub hook_timeout_ms: Option<u64>,
+    /// Memory cap, in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
 }
 
 /// Why and when a plugin was suspended.

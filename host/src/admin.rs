@@ -300,6 +300,47 @@ pub fn settings(data: &Path, id: &str, pairs: &[String]) -> Result<String, Admin
     Ok(describe(&view) + &rescored)
 }
 
+/// Sets a plugin's own limits (or with `reset`, returns it to the server's).
+pub fn limits(
+    data: &Path,
+    id: &str,
+    timeout_ms: Option<u64>,
+    memory_mib: Option<u64>,
+    reset: bool,
+) -> Result<String, AdminError> {
+    let offline = Offline::open(data)?;
+    let current = offline.registry.view(id)?;
+    let limits = if reset {
+        kith_core::PluginLimits::default()
+    } else {
+        let stored = offline
+            .store
+            .plugin(id)?
+            .map(|p| p.limits)
+            .unwrap_or_default();
+        kith_core::PluginLimits {
+            hook_timeout_ms: timeout_ms.or(stored.hook_timeout_ms),
+            memory_mib: memory_mib.or(stored.memory_mib),
+        }
+    };
+    let view = if reset || timeout_ms.is_some() || memory_mib.is_some() {
+        offline.registry.set_limits(id, limits)?
+    } else {
+        current
+    };
+    Ok(format!(
+        "{}: hook calls up to {} ms, memory up to {} MiB{}\n",
+        view.id,
+        view.limits.hook_timeout_ms,
+        view.limits.memory_mib,
+        if view.limits.custom {
+            ""
+        } else {
+            " (the server's limits)"
+        }
+    ))
+}
+
 /// Rescores every record (or every record of `kind`) with a progress bar on stderr.
 pub fn rescore(data: &Path, kind: Option<&str>) -> Result<String, AdminError> {
     let kind = kind

@@ -37,6 +37,12 @@ enum Cmd {
         /// Most writes committed per transaction; 1 turns group commit off (for benchmarks).
         #[arg(long, env = "KITH_MAX_BATCH", default_value_t = 1024, hide = true)]
         max_batch: usize,
+        /// Longest any plugin hook call may run, in milliseconds (admins may set less per plugin).
+        #[arg(long, env = "KITH_PLUGIN_TIMEOUT_MS", default_value_t = 100)]
+        plugin_timeout_ms: u64,
+        /// Most memory any plugin call may use, in MiB (admins may set less per plugin).
+        #[arg(long, env = "KITH_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+        plugin_memory_mib: usize,
     },
     /// Work with plugins.
     Plugin {
@@ -116,6 +122,23 @@ enum PluginCmd {
         #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
         data: PathBuf,
     },
+    /// Set a plugin's own limits, below the server's (`--reset` returns to the server's).
+    Limits {
+        /// The plugin's id.
+        id: String,
+        /// Longest a hook call may run, in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Most memory a call may use, in MiB.
+        #[arg(long)]
+        memory_mib: Option<u64>,
+        /// Use the server's limits again.
+        #[arg(long)]
+        reset: bool,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
     /// Uninstall a plugin; values of its custom fields stay on records as plain data.
     Remove {
         /// The plugin's id.
@@ -175,10 +198,14 @@ fn main() -> ExitCode {
             addr,
             demo,
             max_batch,
+            plugin_timeout_ms,
+            plugin_memory_mib,
         } => runtime.block_on(async move {
             let mut config = ServerConfig::new(data.clone(), addr);
             config.demo = demo;
             config.max_batch = max_batch;
+            config.plugin_limits.hook_timeout = std::time::Duration::from_millis(plugin_timeout_ms);
+            config.plugin_limits.memory = plugin_memory_mib << 20;
             let running = match start(config).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -231,6 +258,13 @@ fn plugin_admin(cmd: PluginCmd) -> Result<String, admin::AdminError> {
         PluginCmd::Resume { id, data } => admin::change(&data, &id, "resume"),
         PluginCmd::Remove { id, data } => admin::change(&data, &id, "remove"),
         PluginCmd::Settings { id, values, data } => admin::settings(&data, &id, &values),
+        PluginCmd::Limits {
+            id,
+            timeout_ms,
+            memory_mib,
+            reset,
+            data,
+        } => admin::limits(&data, &id, timeout_ms, memory_mib, reset),
         PluginCmd::New { name, dir } => new_plugin(&name, dir),
         PluginCmd::Run { .. } => Err(admin::AdminError("handled above".to_owned())),
     }

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub clock: Arc<dyn Clock>,
     /// Most writes per transaction; 1 turns group commit off.
     pub max_batch: usize,
+    /// The ceiling of every plugin's limits (admins may tighten them per plugin).
+    pub plugin_limits: crate::plugin::Limits,
 }
 
 impl ServerConfig {
@@ -37,6 +39,7 @@ impl ServerConfig {
             demo: false,
             clock: Arc::new(SystemClock),
             max_batch: 1024,
+            plugin_limits: crate::plugin::Limits::default(),
         }
     }
 }
@@ -121,7 +124,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let s = store.clone();
     let cache = config.data_dir.join("plugin-cache");
     let demo = config.demo;
-    let prepared = tokio::task::spawn_blocking(move || prepare(&s, cache, demo)).await?;
+    let limits = config.plugin_limits;
+    let prepared = tokio::task::spawn_blocking(move || prepare(&s, cache, demo, limits)).await?;
     let plugins = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -170,8 +174,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
 /// Loads the installed plugins into the write path and starts scoring; with `demo`, installs
 /// the bundled plugins and seeds demo data into an empty database (after the plugins, so the
 /// demo records carry their fields and scores).
-fn prepare(store: &Store, cache: PathBuf, demo: bool) -> Result<Registry, StartError> {
-    let runtime = Runtime::global().map_err(|e| StartError::Plugins(e.to_string()))?;
+fn prepare(
+    store: &Store,
+    cache: PathBuf,
+    demo: bool,
+    limits: crate::plugin::Limits,
+) -> Result<Registry, StartError> {
+    let runtime = Runtime::global_with(limits).map_err(|e| StartError::Plugins(e.to_string()))?;
     let plugins = Registry::open(runtime, store.clone(), cache)
         .map_err(|e| StartError::Plugins(e.to_string()))?;
     store.set_write_hook(Some(Arc::new(plugins.clone())));

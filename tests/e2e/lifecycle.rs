@@ -726,6 +726,11 @@ async fn the_cli_installs_lists_disables_rescores_and_removes_offline() {
     let out = admin::settings(&data, "lead-scoring", &["senior_points=30".to_owned()]).unwrap();
     assert!(out.contains("senior_points = 30"), "{out}");
     assert!(admin::settings(&data, "lead-scoring", &["senior_points=x".to_owned()]).is_err());
+    let out = admin::limits(&data, "lead-scoring", Some(50), None, false).unwrap();
+    assert!(out.contains("up to 50 ms"), "{out}");
+    assert!(admin::limits(&data, "lead-scoring", Some(5000), None, false).is_err());
+    let out = admin::limits(&data, "lead-scoring", None, None, true).unwrap();
+    assert!(out.contains("server's limits"), "{out}");
 
     // Seed a few contacts through a server, then rescore offline.
     let s = TestServer::start_in(&data, false).await.unwrap();

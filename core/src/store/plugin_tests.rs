@@ -49,6 +49,7 @@ fn record(s: &Store, id: &str, hash: &str) -> PluginRecord {
         settings: BTreeMap::new(),
         enabled: true,
         suspended: None,
+        limits: crate::plugin::PluginLimits::default(),
         installed_at: now(s),
         updated_at: now(s),
     }

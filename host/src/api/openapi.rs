@@ -251,6 +251,14 @@ pub fn document() -> Json {
                    "responses": with_errors(json!({ "200": { "description": "The plugin with its new settings" } })) },
         "put": simple("plugins", "Same as PATCH"),
     }));
+    paths.insert("/api/v1/plugins/{id}/limits".into(), json!({
+        "parameters": [plugin_id],
+        "patch": { "tags": ["plugins"], "summary": "Set the plugin's own limits below the server's: hook_timeout_ms, memory_mib (null: the server's)",
+                   "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": {
+                       "hook_timeout_ms": { "type": ["integer", "null"] }, "memory_mib": { "type": ["integer", "null"] } } } } } },
+                   "responses": with_errors(json!({ "200": { "description": "The plugin with its limits" } })) },
+        "put": simple("plugins", "Same as PATCH"),
+    }));
     paths.insert("/api/v1/scores/rescore".into(), json!({
         "post": { "tags": ["plugins"], "summary": "Recompute every score (or those of ?kind=)",
                   "parameters": [{ "name": "kind", "in": "query", "schema": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::name) } }],

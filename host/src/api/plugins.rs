@@ -35,6 +35,7 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/plugins/{id}/settings",
             put(settings).patch(settings),
         )
+        .route("/api/v1/plugins/{id}/limits", put(limits).patch(limits))
         .route("/api/v1/scores/rescore", post(rescore))
 }
 
@@ -219,6 +220,24 @@ async fn settings(
     }
     Ok(Json(
         blocking(&state.plugins, move |r| r.set_settings(&id, values)).await?,
+    ))
+}
+
+async fn limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let limits: kith_core::PluginLimits = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("limits: {e} (fields: hook_timeout_ms, memory_mib; null for the server's)"),
+        )
+    })?;
+    Ok(Json(
+        blocking(&state.plugins, move |r| r.set_limits(&id, limits)).await?,
     ))
 }
 

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kith_core::custom::{FieldType, NewFieldDef};
-use kith_core::plugin::{PluginRecord, ScoreBatch, ScoreReason, StoredScore, Suspension};
+use kith_core::plugin::{
+    PluginLimits, PluginRecord, ScoreBatch, ScoreReason, StoredScore, Suspension,
+};
 use kith_core::{
     AnyRecord, Command, EntityKind, Error as CoreError, FieldDef, Id, Outcome, Query, Store,
     Timestamp, Value, WriteHook,
@@ -24,7 +26,9 @@ use wasmtime::component::Component;
 
 use super::convert::{entity_from_record, kind_from_wit, kind_to_wit, value_from_wit};
 use super::manifest::{Manifest, ManifestError};
-use super::runtime::{CallReport, KvAccess, LoadedPlugin, PluginError, Runtime, StoreAccess};
+use super::runtime::{
+    CallReport, KvAccess, Limits, LoadedPlugin, PluginError, Runtime, StoreAccess,
+};
 use super::wit::kith::plugin::types as w;
 
 /// Failures in a row after which a plugin is suspended until an admin resumes it.
@@ -204,6 +208,8 @@ pub struct PluginView {
     pub validates: Vec<EntityKind>,
     /// Call statistics.
     pub metrics: MetricsView,
+    /// The limits its calls run under.
+    pub limits: LimitsView,
     /// SHA-256 of its binary.
     pub wasm_sha256: String,
     /// First install.
@@ -241,6 +247,17 @@ pub struct ScorerView {
     pub kind: EntityKind,
     /// What it measures.
     pub description: String,
+}
+
+/// Limits as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsView {
+    /// Time limit of a hook call, in milliseconds.
+    pub hook_timeout_ms: u64,
+    /// Memory cap, in MiB.
+    pub memory_mib: u64,
+    /// Whether these are the plugin's own (set by an admin) rather than the server's.
+    pub custom: bool,
 }
 
 /// Call statistics as shown.
@@ -452,7 +469,21 @@ impl Registry {
                     .map_or_else(|| s.default.clone(), |v| setting_to_wit(s.setting_type, v)),
             })
             .collect();
+        let ceiling = self.inner.runtime.limits();
+        let limits = Limits {
+            hook_timeout: record
+                .limits
+                .hook_timeout_ms
+                .map_or(ceiling.hook_timeout, Duration::from_millis),
+            memory: record
+                .limits
+                .memory_mib
+                .and_then(|m| usize::try_from(m.saturating_mul(1 << 20)).ok())
+                .unwrap_or(ceiling.memory),
+            ..ceiling
+        };
         let plugin = bare
+            .with_limits(limits)
             .grant_read(readable)
             .with_settings(settings)
             .with_data(Arc::new(StoreAccess(self.store().clone())))
@@ -531,6 +562,7 @@ impl Registry {
             settings,
             enabled: existing.as_ref().is_none_or(|o| o.enabled),
             suspended: None,
+            limits: existing.as_ref().map(|o| o.limits).unwrap_or_default(),
             installed_at: existing.as_ref().map_or(now, |o| o.installed_at),
             updated_at: now,
         };
@@ -659,6 +691,38 @@ impl Registry {
         })?;
         self.queue_rescore(id);
         Ok(view)
+    }
+
+    /// Sets a plugin's own limits (`None`: the server's). They cannot exceed the server's.
+    pub fn set_limits(&self, id: &str, limits: PluginLimits) -> Result<PluginView, RegistryError> {
+        let ceiling = self.inner.runtime.limits();
+        let bad = |setting: &str, message: String| RegistryError::Setting {
+            plugin: id.to_owned(),
+            setting: setting.to_owned(),
+            message,
+        };
+        let max_ms = u64::try_from(ceiling.hook_timeout.as_millis()).unwrap_or(u64::MAX);
+        if let Some(ms) = limits.hook_timeout_ms
+            && !(1..=max_ms).contains(&ms)
+        {
+            return Err(bad(
+                "hook_timeout_ms",
+                format!("{ms} is outside 1-{max_ms} (the server's limit)"),
+            ));
+        }
+        let max_mib = (ceiling.memory >> 20) as u64;
+        if let Some(m) = limits.memory_mib
+            && !(1..=max_mib).contains(&m)
+        {
+            return Err(bad(
+                "memory_mib",
+                format!("{m} is outside 1-{max_mib} (the server's limit)"),
+            ));
+        }
+        self.update(id, |r| {
+            r.limits = limits;
+            Ok(())
+        })
     }
 
     /// Uninstalls a plugin. Values of its custom fields stay on records as plain data.
@@ -1364,6 +1428,16 @@ fn view_of(a: &Active) -> PluginView {
             last_error_at: h.last_error.as_ref().map(|(_, t)| *t),
             p50_us: pct(50),
             p99_us: pct(99),
+        },
+        limits: {
+            let l = a.plugin.as_ref().map(LoadedPlugin::limits);
+            LimitsView {
+                hook_timeout_ms: l.map_or(0, |l| {
+                    u64::try_from(l.hook_timeout.as_millis()).unwrap_or(u64::MAX)
+                }),
+                memory_mib: l.map_or(0, |l| (l.memory >> 20) as u64),
+                custom: a.record.limits != PluginLimits::default(),
+            }
         },
         wasm_sha256: a.record.wasm_hash.clone(),
         installed_at: a.record.installed_at,

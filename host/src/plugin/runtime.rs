@@ -439,11 +439,17 @@ impl Runtime {
     /// each runtime reserves address space for its pool of instances, so one per process
     /// (rather than one per server, as tests start many) keeps that bounded.
     pub fn global() -> Result<Runtime, PluginError> {
+        Self::global_with(Limits::default())
+    }
+
+    /// The process-wide runtime; `limits` (the ceiling every plugin runs within) apply when
+    /// this call creates it, and are ignored once it exists.
+    pub fn global_with(limits: Limits) -> Result<Runtime, PluginError> {
         static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
         if let Some(r) = GLOBAL.get() {
             return Ok(r.clone());
         }
-        let r = Runtime::new(Limits::default())?;
+        let r = Runtime::new(limits)?;
         Ok(GLOBAL.get_or_init(|| r).clone())
     }
 
