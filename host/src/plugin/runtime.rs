@@ -217,7 +217,9 @@ pub struct CallReport {
 
 /// What the host knows during one call.
 pub(crate) struct State {
-    wasi: WasiCtx,
+    /// Built on the first WASI call: most hooks make none, and building it costs more than
+    /// the rest of a small call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     plugin: String,
     limits: Limits,
@@ -239,7 +241,7 @@ pub(crate) struct State {
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(sandboxed_wasi),
             table: &mut self.table,
         }
     }
@@ -549,6 +551,25 @@ impl Runtime {
     }
 }
 
+/// The WASI context of a call. Nothing granted: no preopened directories, environment,
+/// arguments, stdio or network. Hooks are pure functions of their input (`now` is an
+/// argument), so the clocks WASI shows are frozen at the epoch and its random numbers come
+/// from a fixed seed.
+fn sandboxed_wasi() -> WasiCtx {
+    use rand_wasi::SeedableRng as _;
+    use rand_wasi::rngs::StdRng;
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .secure_random(StdRng::seed_from_u64(0))
+        .insecure_random(StdRng::seed_from_u64(1))
+        .insecure_random_seed(0)
+        .build()
+}
+
 /// The clock plugins see through WASI: always the Unix epoch, never moving.
 struct FrozenClock;
 
@@ -788,21 +809,8 @@ impl LoadedPlugin {
         f: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<T>,
     ) -> Result<(T, CallReport), PluginError> {
         let start = Instant::now();
-        // Nothing granted: no preopened directories, environment, arguments, stdio or network.
-        // Hooks are pure functions of their input (`now` is an argument), so the clocks WASI
-        // shows are frozen at the epoch and its random numbers come from a fixed seed.
-        let wasi = WasiCtxBuilder::new()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .secure_random(<rand_wasi::rngs::StdRng as rand_wasi::SeedableRng>::seed_from_u64(0))
-            .insecure_random(<rand_wasi::rngs::StdRng as rand_wasi::SeedableRng>::seed_from_u64(1))
-            .insecure_random_seed(0)
-            .build();
         let state = State {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             plugin: self.name.clone(),
             limits: self.limits,
