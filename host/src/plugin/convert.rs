@@ -63,16 +63,17 @@ fn value_to_wit(v: &Value, ty: Option<ValueType>, money: bool) -> w::FieldValue 
 /// A stored record as the WIT entity plugins receive.
 pub fn entity_from_record(r: &AnyRecord) -> w::Entity {
     let kind = r.kind();
+    // Empty fields are left out: every string crosses into the guest as its own allocation,
+    // and most records leave many optional fields empty.
     let fields = kind
         .fields()
         .iter()
-        .map(|f| w::Field {
-            name: f.name.to_owned(),
-            value: value_to_wit(
-                &r.get(f.name).unwrap_or(Value::Null),
-                Some(f.ty),
-                f.name == "amount",
-            ),
+        .filter_map(|f| {
+            let v = r.get(f.name).filter(|v| !v.is_empty())?;
+            Some(w::Field {
+                name: f.name.to_owned(),
+                value: value_to_wit(&v, Some(f.ty), f.name == "amount"),
+            })
         })
         .collect();
     let custom = custom_values(r)
