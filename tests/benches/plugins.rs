@@ -18,6 +18,10 @@ use kith_core::{
 use kith_host::plugin::wit::kith::plugin::types as w;
 use kith_host::plugin::{Limits, Runtime, StoreAccess, entity_from_record};
 
+// The allocator the `kith` server runs with, so both sides are measured as they would run there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn wasm(file: &str) -> Vec<u8> {
     std::fs::read(PathBuf::from(env!("KITH_TEST_PLUGINS")).join(file))
         .expect("tests/build.rs builds the plugins")
