@@ -329,6 +329,16 @@ impl Store {
         self.reader()?.plugin_kv_usage(plugin)
     }
 
+    /// One record and its scores, from one snapshot.
+    pub fn get_with_scores(
+        &self,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<(AnyRecord, Vec<(String, StoredScore)>), Error> {
+        let r = self.reader()?;
+        Ok((r.get(kind, id)?, r.scores(id)?))
+    }
+
     /// The scores plugins gave a record, by `plugin/scorer`.
     pub fn scores(&self, id: Id) -> Result<Vec<(String, StoredScore)>, Error> {
         self.reader()?.scores(id)

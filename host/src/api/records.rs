@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use kith_core::{
     AnyRecord, Command, EntityKind, Filter, FilterOp, Id, Outcome, Query, SortKey, StoredScore,
 };
-use serde::Serialize;
 use serde_json::json;
 
 use super::body::{JsonObject, to_input};
@@ -128,7 +127,7 @@ async fn create(
     let input = to_input(body)?;
     match write(&state.store, Command::Create { kind, input }).await? {
         // Scoring runs after the write, so a new record has no scores yet.
-        Outcome::Record(r) => Ok((StatusCode::CREATED, Json(WithScores::new(r, Vec::new())))),
+        Outcome::Record(r) => Ok((StatusCode::CREATED, WithScores::new(r, Vec::new()))),
         other => Err(ApiError::internal(&format!("create returned {other:?}"))),
     }
 }
@@ -139,9 +138,8 @@ async fn fetch(
     Path(raw): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
-    let (record, scores) =
-        read(&state.store, move |s| Ok((s.get(kind, id)?, s.scores(id)?))).await?;
-    Ok(Json(WithScores::new(record, scores)))
+    let (record, scores) = read(&state.store, move |s| s.get_with_scores(kind, id)).await?;
+    Ok(WithScores::new(record, scores))
 }
 
 async fn update(
@@ -155,7 +153,7 @@ async fn update(
     match write(&state.store, Command::Update { kind, id, input }).await? {
         Outcome::Record(r) => {
             let scores = read(&state.store, move |s| s.scores(id)).await?;
-            Ok(Json(WithScores::new(r, scores)))
+            Ok(WithScores::new(r, scores))
         }
         other => Err(ApiError::internal(&format!("update returned {other:?}"))),
     }
@@ -163,9 +161,7 @@ async fn update(
 
 /// A record as single-record routes answer it: its fields plus `scores`, the scores plugins
 /// gave it by `plugin/scorer`, each with its value, reasons and time.
-#[derive(Serialize)]
 struct WithScores {
-    #[serde(flatten)]
     record: AnyRecord,
     scores: BTreeMap<String, StoredScore>,
 }
@@ -175,6 +171,31 @@ impl WithScores {
         WithScores {
             record,
             scores: scores.into_iter().collect(),
+        }
+    }
+}
+
+impl IntoResponse for WithScores {
+    fn into_response(self) -> axum::response::Response {
+        // A record serialises as a non-empty JSON object, so `scores` is spliced in before its
+        // closing brace: far cheaper than `#[serde(flatten)]`, which buffers every field, on
+        // the hottest routes.
+        let body = serde_json::to_vec(&self.record).and_then(|mut out| {
+            if out.pop() != Some(b'}') {
+                return Err(serde::ser::Error::custom("a record is not a JSON object"));
+            }
+            out.extend_from_slice(b",\"scores\":");
+            serde_json::to_writer(&mut out, &self.scores)?;
+            out.push(b'}');
+            Ok(out)
+        });
+        match body {
+            Ok(bytes) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                bytes,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(&e).into_response(),
         }
     }
 }

@@ -988,6 +988,14 @@ impl Registry {
 
     /// Rescores what the events after `cursor` touched; returns the new cursor.
     fn follow_events(&self, mut cursor: u64) -> Result<u64, CoreError> {
+        let any_scorer = self.all().iter().any(|a| {
+            a.running()
+                .is_some_and(|(_, info)| !info.scorers.is_empty())
+        });
+        if !any_scorer {
+            // Nothing to rescore: skip the events rather than read them.
+            return self.store().last_event_seq();
+        }
         loop {
             let events = self.store().events(cursor, 1000)?;
             let Some(last) = events.last() else {
