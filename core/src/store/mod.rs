@@ -17,11 +17,12 @@ mod plugin_tests;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use self::read::Reader;
 use self::tables::{FORMAT_KEY, FORMAT_VERSION, META, encode};
@@ -81,6 +82,9 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// Plugin validators and computed fields; read once per batch.
     hook: RwLock<Option<Arc<dyn WriteHook>>>,
+    /// Whether the scores table may hold anything. Until a scorer first stores a score,
+    /// record reads skip the table (it is one more table to open on the hottest route).
+    any_scores: AtomicBool,
     path: PathBuf,
 }
 
@@ -145,11 +149,12 @@ impl Store {
             }
             Err(e) => return Err(StoreError::Redb(e.into())),
         };
-        let next_seq = init(&db, &path, config.clock.as_ref())?;
+        let (next_seq, any_scores) = init(&db, &path, config.clock.as_ref())?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
             clock: config.clock,
             hook: RwLock::new(None),
+            any_scores: AtomicBool::new(any_scores),
             path,
         });
         let (tx, rx) = mpsc::channel();
@@ -336,11 +341,20 @@ impl Store {
         id: Id,
     ) -> Result<(AnyRecord, Vec<(String, StoredScore)>), Error> {
         let r = self.reader()?;
-        Ok((r.get(kind, id)?, r.scores(id)?))
+        let record = r.get(kind, id)?;
+        let scores = if self.shared.any_scores.load(Ordering::Acquire) {
+            r.scores(id)?
+        } else {
+            Vec::new()
+        };
+        Ok((record, scores))
     }
 
     /// The scores plugins gave a record, by `plugin/scorer`.
     pub fn scores(&self, id: Id) -> Result<Vec<(String, StoredScore)>, Error> {
+        if !self.shared.any_scores.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
         self.reader()?.scores(id)
     }
 
@@ -373,7 +387,8 @@ impl std::fmt::Debug for Store {
 
 /// Creates the tables and default pipeline in a new file, or checks an existing file's
 /// format version. Returns the next event sequence number.
-fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<u64, StoreError> {
+/// Returns the next event sequence number and whether any score is stored.
+fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
@@ -426,8 +441,9 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<u64, StoreError
         let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
         last + 1
     };
+    let any_scores = !txn.open_table(tables::SCORES)?.is_empty()?;
     txn.commit()?;
-    Ok(next)
+    Ok((next, any_scores))
 }
 
 fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_seq: u64) {
@@ -470,6 +486,11 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     next_seq,
                     hook: hook.as_deref(),
                 };
+                if matches!(job.cmd, Command::PutScores(_)) {
+                    // Set before the commit: a reader that then looks finds nothing, never
+                    // misses a committed score.
+                    shared.any_scores.store(true, Ordering::Release);
+                }
                 let result = tables.apply(job.cmd, &mut ctx);
                 if let Err(Error::Store(e)) = &result {
                     // A storage failure may have left partial writes: abort everything.
