@@ -85,13 +85,16 @@ impl EntityExt for Entity {
 /// The plugin's settings, with typed getters.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
-    fields: Vec<Field>,
+    /// Shared, so handing out a copy per record costs nothing.
+    fields: std::sync::Arc<[Field]>,
 }
 
 impl Settings {
     /// Wraps settings as the host returned them.
     pub fn new(fields: Vec<Field>) -> Self {
-        Settings { fields }
+        Settings {
+            fields: fields.into(),
+        }
     }
 
     /// A setting's value as the host sent it (`None` when the host sent none).

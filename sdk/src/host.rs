@@ -1,7 +1,7 @@
 //! What a plugin may ask of Kith. Inside WebAssembly these call the host; natively (in a
 //! plugin's own `cargo test`) they call the thread's [`crate::testing::TestHost`].
 
-use crate::{Entity, EntityKind, Field, Filter, Level, Page};
+use crate::{Entity, EntityKind, Filter, Level, Page};
 
 /// Writes a line to the plugin's log.
 pub fn log(level: Level, message: &str) {
@@ -76,10 +76,21 @@ pub fn kv_delete(key: &str) {
 }
 
 /// The plugin's settings: defaults overridden by what an admin set.
+///
+/// Inside WebAssembly the host is asked once per call and the answer reused: every call runs
+/// in a fresh instance, so settings cannot change during one, and a scorer that reads them
+/// for each record of a batch would otherwise copy them all across each time.
 pub fn settings() -> crate::Settings {
     #[cfg(target_arch = "wasm32")]
-    let fields: Vec<Field> = crate::bindings::kith::plugin::host::settings();
+    {
+        static CACHE: std::sync::OnceLock<crate::Settings> = std::sync::OnceLock::new();
+        CACHE
+            .get_or_init(|| crate::Settings::new(crate::bindings::kith::plugin::host::settings()))
+            .clone()
+    }
     #[cfg(not(target_arch = "wasm32"))]
-    let fields: Vec<Field> = crate::testing::with(|h| h.settings.clone());
-    crate::Settings::new(fields)
+    {
+        let fields: Vec<crate::Field> = crate::testing::with(|h| h.settings.clone());
+        crate::Settings::new(fields)
+    }
 }
