@@ -22,6 +22,7 @@ pub mod bindings {
 
 mod builders;
 pub mod host;
+mod make;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -33,6 +34,7 @@ pub use bindings::kith::plugin::types::{
     SettingDef, SettingType, TagChange, TicketChange, Timer, Timestamp, UpdateFields,
 };
 pub use builders::{EntityExt, ScoreCard, Settings, field, setting};
+pub use make::{Report, action, field_def, plugin_info, value};
 
 /// The WIT package version this SDK implements.
 pub const WIT_VERSION: &str = "0.1.0";

@@ -451,7 +451,11 @@ impl Registry {
         manifest: &Manifest,
     ) -> Result<(LoadedPlugin, w::PluginInfo), RegistryError> {
         let component = self.compiled(&record.id, &record.wasm_hash, None)?;
-        let bare = self.inner.runtime.prepare(&record.id, &component)?;
+        // Errors and logs name the plugin as `id@version`.
+        let bare = self
+            .inner
+            .runtime
+            .prepare(&format!("{}@{}", record.id, record.version), &component)?;
         let (info, _) = bare.describe()?;
         let readable: Vec<EntityKind> = manifest
             .readable()
@@ -524,7 +528,11 @@ impl Registry {
         }
         let hash = sha256_hex(wasm);
         let component = self.compiled(&id, &hash, Some(wasm))?;
-        let (info, _) = self.inner.runtime.prepare(&id, &component)?.describe()?;
+        let (info, _) = self
+            .inner
+            .runtime
+            .prepare(&format!("{id}@{}", manifest.version), &component)?
+            .describe()?;
         check_agreement(&manifest, &info)?;
         let requested = manifest.requested();
         let missing: Vec<String> = requested
