@@ -51,6 +51,14 @@ pub struct Event {
     pub actor: String,
     /// When.
     pub at: Timestamp,
+    /// How many plugin reactions led here: 0 for a change a person (or the API) made, one
+    /// more than the triggering event's for a change a workflow plugin's action made.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u8,
+}
+
+fn is_zero(d: &u8) -> bool {
+    *d == 0
 }
 
 /// Fields whose change is bookkeeping, not news: left out of event diffs.

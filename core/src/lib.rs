@@ -19,6 +19,7 @@ pub mod query;
 pub mod schema;
 pub mod store;
 pub mod value;
+pub mod workflow;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use custom::{FieldDef, FieldType, NewFieldDef};
@@ -33,3 +34,4 @@ pub use plugin::{
 pub use query::{Filter, FilterOp, Page, Query, SortKey, TimelineItem};
 pub use store::{Actor, Command, Input, Outcome, Store, StoreConfig};
 pub use value::Value;
+pub use workflow::{Delivery, DeliveryFailure, DeliveryState, Effect, MAX_CHAIN_DEPTH, StoredTimer, TimerRef};

@@ -67,10 +67,20 @@ pub trait Plugin {
         None
     }
 
-    /// Reacts to an event with actions.
-    fn on_event(event: &Event, now: Timestamp) -> Vec<Action> {
+    /// Reacts to an event of a kind listed in `subscriptions` with actions for the host to
+    /// apply together, all or nothing. `Err` (or a panic) fails the call: the host retries
+    /// the same event later and suspends the plugin after repeated failures, so return an
+    /// error only for something that may pass on a retry, and ignore events you do not need.
+    fn on_event(event: &Event, now: Timestamp) -> Result<Vec<Action>, String> {
         let _ = (event, now);
-        Vec::new()
+        Ok(Vec::new())
+    }
+
+    /// A timer scheduled with [`action::schedule`] is due: `payload` as scheduled, `due` the
+    /// time it was set for (before `now` if the server was down at that time).
+    fn on_timer(payload: &str, due: Timestamp, now: Timestamp) -> Result<Vec<Action>, String> {
+        let _ = (payload, due, now);
+        Ok(Vec::new())
     }
 
     /// Runs a report.
@@ -145,9 +155,21 @@ macro_rules! register_plugin {
                     .collect()
             }
 
-            fn on_event(event: $crate::Event, now: $crate::Timestamp) -> ::std::vec::Vec<$crate::Action> {
+            fn on_event(
+                event: $crate::Event,
+                now: $crate::Timestamp,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Action>, ::std::string::String> {
                 $crate::__private::install_panic_hook();
                 <$plugin as $crate::Plugin>::on_event(&event, now)
+            }
+
+            fn on_timer(
+                payload: ::std::string::String,
+                due: $crate::Timestamp,
+                now: $crate::Timestamp,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Action>, ::std::string::String> {
+                $crate::__private::install_panic_hook();
+                <$plugin as $crate::Plugin>::on_timer(&payload, due, now)
             }
 
             fn run_report(

@@ -196,12 +196,29 @@ pub mod action {
         })
     }
 
-    /// Ask to be called back at `at` with `payload` (`schedule`).
+    /// Ask for `on_timer` to be called at `at` with `payload` (`schedule`). Every call adds a
+    /// timer; see [`schedule_keyed`] to keep one per key.
     pub fn schedule(at: Timestamp, payload: &str) -> Action {
         Action::Schedule(Timer {
             at,
             payload: payload.to_owned(),
+            key: None,
         })
+    }
+
+    /// Like [`schedule`], but replaces the plugin's pending timer with the same `key`, so
+    /// rescheduling moves a check instead of adding a second one (`schedule`).
+    pub fn schedule_keyed(key: &str, at: Timestamp, payload: &str) -> Action {
+        Action::Schedule(Timer {
+            at,
+            payload: payload.to_owned(),
+            key: Some(key.to_owned()),
+        })
+    }
+
+    /// Cancel the pending timer scheduled with `key`, if there is one (`schedule`).
+    pub fn cancel_timer(key: &str) -> Action {
+        Action::CancelTimer(key.to_owned())
     }
 }
 

@@ -6,11 +6,14 @@
 //! validation fails alone; the rest of its batch commits. Reads open their own read
 //! transaction and never wait for the writer.
 
+mod delivery;
 mod plugins;
 mod read;
 pub mod tables;
 mod write;
 
+#[cfg(test)]
+mod delivery_tests;
 #[cfg(test)]
 mod plugin_tests;
 #[cfg(test)]
@@ -19,7 +22,8 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
 use std::thread::JoinHandle;
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -37,6 +41,9 @@ use crate::id::{Id, IdGenerator};
 use crate::pipeline::Pipeline;
 use crate::plugin::{PluginRecord, StoredScore, WriteHook};
 use crate::query::{Page, Query, TimelineItem};
+pub use self::delivery::TimerSummary;
+use crate::clock::Timestamp;
+use crate::workflow::{DeliveryState, StoredTimer, TimerRef};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "kith.redb";
@@ -85,6 +92,10 @@ struct Shared {
     /// Whether the scores table may hold anything. Until a scorer first stores a score,
     /// record reads skip the table (it is one more table to open on the hottest route).
     any_scores: AtomicBool,
+    /// The sequence number of the newest committed event, and a signal for threads that
+    /// follow the log ([`Store::wait_for_events`]) so they need not poll.
+    head: Mutex<u64>,
+    head_moved: Condvar,
     path: PathBuf,
 }
 
@@ -155,6 +166,8 @@ impl Store {
             clock: config.clock,
             hook: RwLock::new(None),
             any_scores: AtomicBool::new(any_scores),
+            head: Mutex::new(next_seq - 1),
+            head_moved: Condvar::new(),
             path,
         });
         let (tx, rx) = mpsc::channel();
@@ -278,6 +291,42 @@ impl Store {
         self.reader()?.last_seq()
     }
 
+    /// Waits until the log holds an event after `after`, or `timeout` passes; returns the
+    /// newest committed sequence number either way. For threads that follow the log.
+    pub fn wait_for_events(&self, after: u64, timeout: Duration) -> u64 {
+        let head = self.shared.head.lock().unwrap_or_else(|p| p.into_inner());
+        if *head > after {
+            return *head;
+        }
+        let (head, _) = self
+            .shared
+            .head_moved
+            .wait_timeout_while(head, timeout, |h| *h <= after)
+            .unwrap_or_else(|p| p.into_inner());
+        *head
+    }
+
+    /// A plugin's place in the event log and its recent delivery failures (`None` for a
+    /// plugin that is not installed or predates workflow delivery).
+    pub fn delivery_state(&self, plugin: &str) -> Result<Option<DeliveryState>, Error> {
+        self.reader()?.delivery_state(plugin)
+    }
+
+    /// A plugin's timers due at `now` or earlier, soonest first, at most `limit`.
+    pub fn due_timers(
+        &self,
+        plugin: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(TimerRef, StoredTimer)>, Error> {
+        self.reader()?.due_timers(plugin, now, limit)
+    }
+
+    /// How many timers a plugin has pending, with the first `limit` of them.
+    pub fn timers(&self, plugin: &str, limit: usize) -> Result<TimerSummary, Error> {
+        self.reader()?.timers(plugin, limit)
+    }
+
     /// Checks that every secondary index matches the records exactly; returns one line per
     /// discrepancy (none means consistent).
     pub fn verify_indexes(&self) -> Result<Vec<String>, Error> {
@@ -375,6 +424,46 @@ impl Store {
             .take();
         drop(db);
     }
+
+    /// Every record of `kind` decoded as `T`, handed to `f` in id order, all from one
+    /// snapshot; returns that snapshot's newest event sequence number.
+    ///
+    /// `T` may be a view naming only the fields the caller needs (records are maps with named
+    /// fields; the rest are skipped unbuilt). Because the records and the sequence number
+    /// come from the same read transaction, a projection built from them and then advanced
+    /// with [`Store::changes_as`] from that number misses and repeats nothing.
+    pub fn scan_as<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntityKind,
+        mut f: impl FnMut(Id, T) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let r = self.reader()?;
+        let seq = r.last_seq()?;
+        r.scan_as(kind, &mut f)?;
+        Ok(seq)
+    }
+
+    /// What happened to records of `kind` after event `after`, from one snapshot: that
+    /// snapshot's newest event sequence number, and for every record of `kind` an event after
+    /// `after` touched, once each and in id order, its state in the snapshot decoded as `T`
+    /// (`None` when it no longer exists).
+    pub fn changes_as<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntityKind,
+        after: u64,
+    ) -> Result<(u64, Vec<(Id, Option<T>)>), Error> {
+        let r = self.reader()?;
+        let seq = r.last_seq()?;
+        if seq <= after {
+            return Ok((seq, Vec::new()));
+        }
+        let changes = r
+            .changed_ids(kind, after)?
+            .into_iter()
+            .map(|id| Ok((id, r.get_as(kind, id)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok((seq, changes))
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -435,6 +524,9 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), St
         txn.open_table(tables::PLUGIN_BLOBS)?;
         txn.open_table(tables::PLUGIN_KV)?;
         txn.open_table(tables::SCORES)?;
+        txn.open_table(tables::PLUGIN_DELIVERY)?;
+        txn.open_table(tables::TIMERS)?;
+        txn.open_table(tables::TIMER_KEYS)?;
     }
     let next = {
         let events = txn.open_table(tables::EVENTS)?;
@@ -452,22 +544,48 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
     let ids = IdGenerator::new();
     // `recv` keeps returning queued jobs after the senders are gone, so closing drains the
     // queue before the loop ends.
-    while let Ok(first) = rx.recv() {
+    // A job that must run alone ends the batch being gathered and waits here for its turn.
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        if first.cmd.needs_own_transaction() {
+            run_batch(shared, vec![first], &ids, &mut next_seq, true);
+            continue;
+        }
         let mut batch = vec![first];
         while batch.len() < max_batch {
             match rx.try_recv() {
+                Ok(job) if job.cmd.needs_own_transaction() => {
+                    carried = Some(job);
+                    break;
+                }
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
-        run_batch(shared, batch, &ids, &mut next_seq);
+        run_batch(shared, batch, &ids, &mut next_seq, false);
     }
 }
 
-fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut u64) {
+/// Applies a batch in one transaction and commits it. With `alone` (a single job that must
+/// be all-or-nothing) a failed job aborts the transaction instead, taking back whatever it
+/// wrote before failing.
+fn run_batch(
+    shared: &Shared,
+    batch: Vec<Job>,
+    ids: &IdGenerator,
+    next_seq: &mut u64,
+    alone: bool,
+) {
     let start_seq = *next_seq;
     let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
-    let committed = (|| -> Result<(), Error> {
+    let committed = (|| -> Result<bool, Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
         let txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
         let hook = shared
@@ -485,6 +603,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     ids,
                     next_seq,
                     hook: hook.as_deref(),
+                    depth: 0,
                 };
                 if matches!(job.cmd, Command::PutScores(_)) {
                     // Set before the commit: a reader that then looks finds nothing, never
@@ -511,11 +630,22 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                 results.push((job.reply, result));
             }
         }
+        if alone && results.iter().any(|(_, r)| r.is_err()) {
+            txn.abort()?;
+            return Ok(false);
+        }
         txn.commit()?;
-        Ok(())
+        Ok(true)
     })();
     match committed {
-        Ok(()) => {
+        Ok(wrote) => {
+            if wrote {
+                let mut head = shared.head.lock().unwrap_or_else(|p| p.into_inner());
+                *head = *next_seq - 1;
+                shared.head_moved.notify_all();
+            } else {
+                *next_seq = start_seq;
+            }
             for (reply, result) in results {
                 reply(result);
             }

@@ -23,6 +23,7 @@ impl Tables<'_> {
         plugin: PluginRecord,
         wasm: Option<Vec<u8>>,
         fields: Option<Vec<FieldDef>>,
+        last_seq: u64,
     ) -> Result<PluginRecord, Error> {
         check_plugin_id(&plugin.id)?;
         let mut plugins = self.txn.open_table(tables::PLUGINS)?;
@@ -54,6 +55,7 @@ impl Tables<'_> {
         if let Some(fields) = fields {
             self.replace_plugin_fields(&plugin.id, fields)?;
         }
+        self.init_delivery(&plugin.id, last_seq)?;
         Ok(plugin)
     }
 
@@ -137,6 +139,8 @@ impl Tables<'_> {
         let prefix = format!("{id}/");
         let mut scores = self.txn.open_table(tables::SCORES)?;
         scores.retain(|(_, key), _| !key.starts_with(&prefix))?;
+        drop(scores);
+        self.remove_delivery(id)?;
         Ok(())
     }
 

@@ -613,6 +613,60 @@ impl Reader {
             next_cursor: next.flatten(),
         })
     }
+
+    /// Decodes every record of `kind` as `T`, in id order, and hands each to `f`.
+    ///
+    /// `T` may be a view that names only some of the record's fields: records are MessagePack
+    /// maps with named fields, so the fields `T` leaves out are skipped without being built,
+    /// which is what makes a full scan cheap enough for in-memory projections (reports).
+    pub(crate) fn scan_as<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntityKind,
+        f: &mut dyn FnMut(Id, T) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let table = self.records(kind)?;
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let id = Id::from_u128(k.value());
+            f(id, decode(v.value(), || format!("{kind} {id}"))?)?;
+        }
+        Ok(())
+    }
+
+    /// One record of `kind` decoded as `T` (see [`Reader::scan_as`]); `None` if absent.
+    pub(crate) fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<Option<T>, Error> {
+        match self.records(kind)?.get(id.as_u128())? {
+            Some(bytes) => Ok(Some(decode(bytes.value(), || format!("{kind} {id}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The ids of the records of `kind` that events after `after` touched, each once, in id
+    /// order. Only each event's kind and id are decoded; its field changes are skipped.
+    pub(crate) fn changed_ids(&self, kind: EntityKind, after: u64) -> Result<Vec<Id>, Error> {
+        /// The part of a stored [`Event`] this needs.
+        #[derive(serde::Deserialize)]
+        struct Head {
+            kind: EntityKind,
+            id: Id,
+        }
+        let t = self.txn.open_table(tables::EVENTS)?;
+        let mut ids = Vec::new();
+        for entry in t.range(after.saturating_add(1)..)? {
+            let (k, v) = entry?;
+            let head: Head = decode(v.value(), || format!("event {}", k.value()))?;
+            if head.kind == kind {
+                ids.push(head.id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
 }
 
 fn load_from<R: Record>(

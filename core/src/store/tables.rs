@@ -21,6 +21,9 @@
 //! | `plugin_blobs` | SHA-256 hex | WebAssembly binary |
 //! | `plugin_kv` | (plugin id, key) | bytes the plugin stored |
 //! | `scores` | (record id, `plugin/scorer`) | MessagePack score |
+//! | `plugin_delivery` | plugin id | MessagePack delivery state (event cursor, recent failures) |
+//! | `timers` | (plugin id, due µs, timer id) | MessagePack timer |
+//! | `timer_keys` | (plugin id, key) | (due µs, timer id) of the pending timer with that key |
 
 use redb::TableDefinition;
 use serde::Serialize;
@@ -83,6 +86,13 @@ pub const PLUGIN_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("plu
 pub const PLUGIN_KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugin_kv");
 /// Scores that plugins' scorers gave records.
 pub const SCORES: TableDefinition<(u128, &str), &[u8]> = TableDefinition::new("scores");
+/// Each workflow plugin's place in the event log and its recent delivery failures.
+pub const PLUGIN_DELIVERY: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_delivery");
+/// Pending timers, per plugin in due order.
+pub const TIMERS: TableDefinition<(&str, i64, u128), &[u8]> = TableDefinition::new("timers");
+/// Keyed timers: which pending timer holds each (plugin, key).
+pub const TIMER_KEYS: TableDefinition<(&str, &str), (i64, u128)> =
+    TableDefinition::new("timer_keys");
 
 /// Encodes a value for storage.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {

@@ -24,6 +24,7 @@ use crate::pipeline::Pipeline;
 use crate::plugin::{PluginRecord, ScoreBatch, WriteHook};
 use crate::value::Value;
 use crate::with_kind;
+use crate::workflow::{Delivery, DeliveryFailure};
 
 /// Field values for a create or a partial update. Fields left out are unchanged (on create:
 /// empty); `Value::Null` clears a field.
@@ -119,6 +120,16 @@ pub enum Command {
     },
     /// Store scores computed by a plugin's scorer.
     PutScores(ScoreBatch),
+    /// Apply a workflow plugin's call: its effects, storage changes and cursor move (or
+    /// fired timer), all or nothing, as the plugin (`plugin:<id>`) acting.
+    Deliver(Delivery),
+    /// Record that a workflow call failed (kept in the plugin's delivery state for admins).
+    DeliveryFailed {
+        /// The plugin.
+        plugin: String,
+        /// What failed.
+        failure: DeliveryFailure,
+    },
     /// Run a command as if it happened at `at`, which must not be in the future: its
     /// timestamps, the ids it creates and its events carry `at`. For imports that keep their
     /// history and for demo data; never reachable from the HTTP API.
@@ -128,6 +139,17 @@ pub enum Command {
         /// What happened.
         command: Box<Command>,
     },
+}
+
+impl Command {
+    /// Whether the writer must run it alone in its own transaction, aborted if it fails:
+    /// true for a workflow delivery that writes more than one thing that can fail.
+    pub fn needs_own_transaction(&self) -> bool {
+        match self {
+            Command::Deliver(d) => d.needs_own_transaction(),
+            _ => false,
+        }
+    }
 }
 
 /// What a successful command produced.
@@ -181,6 +203,8 @@ pub(crate) struct Ctx<'a> {
     pub next_seq: &'a mut u64,
     /// Plugin validators and computed fields, when any are installed.
     pub hook: Option<&'a dyn WriteHook>,
+    /// The chain depth events written now carry (see [`Event::depth`]).
+    pub depth: u8,
 }
 
 impl<'t> Tables<'t> {
@@ -212,7 +236,7 @@ impl<'t> Tables<'t> {
         &mut self.records[usize::from(kind.tag() - 1)]
     }
 
-    fn load<R: Record>(&self, id: Id) -> Result<Option<R>, Error> {
+    pub(super) fn load<R: Record>(&self, id: Id) -> Result<Option<R>, Error> {
         match self.table(R::KIND).get(id.as_u128())? {
             Some(bytes) => Ok(Some(decode(bytes.value(), || format!("{} {id}", R::KIND))?)),
             None => Ok(None),
@@ -245,7 +269,9 @@ impl<'t> Tables<'t> {
                 plugin,
                 wasm,
                 fields,
-            } => self.put_plugin(plugin, wasm, fields).map(Outcome::Plugin),
+            } => self
+                .put_plugin(plugin, wasm, fields, *ctx.next_seq - 1)
+                .map(Outcome::Plugin),
             Command::RemovePlugin { id } => self.remove_plugin(&id).map(|()| Outcome::Deleted),
             Command::PluginKv {
                 plugin,
@@ -256,6 +282,10 @@ impl<'t> Tables<'t> {
                 .plugin_kv(&plugin, set, delete, quota)
                 .map(|()| Outcome::Done),
             Command::PutScores(batch) => self.put_scores(batch).map(|()| Outcome::Done),
+            Command::Deliver(d) => self.deliver(d, ctx).map(|()| Outcome::Done),
+            Command::DeliveryFailed { plugin, failure } => self
+                .delivery_failed(&plugin, failure)
+                .map(|()| Outcome::Done),
             Command::Backdated { at, command } => {
                 if at > ctx.now {
                     return Err(Error::invalid(
@@ -276,13 +306,14 @@ impl<'t> Tables<'t> {
                     ids: ctx.ids,
                     next_seq: &mut *ctx.next_seq,
                     hook: ctx.hook,
+                    depth: ctx.depth,
                 };
                 self.apply(*command, &mut inner)
             }
         }
     }
 
-    fn create<R: Record>(&mut self, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
+    pub(super) fn create<R: Record>(&mut self, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
         let id = if ctx.backdated {
             ctx.ids.backdated(&ctx.now)
         } else {
@@ -306,7 +337,7 @@ impl<'t> Tables<'t> {
         Ok(r)
     }
 
-    fn update<R: Record>(&mut self, id: Id, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
+    pub(super) fn update<R: Record>(&mut self, id: Id, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
         let before: R = self
             .load(id)?
             .ok_or(Error::NotFound { kind: R::KIND, id })?;
@@ -551,6 +582,7 @@ impl<'t> Tables<'t> {
             changes,
             actor: ctx.actor.to_owned(),
             at: ctx.now,
+            depth: ctx.depth,
         };
         let bytes = encode(&event)?;
         self.events.insert(seq, bytes.as_slice())?;
