@@ -34,4 +34,6 @@ pub use plugin::{
 pub use query::{Filter, FilterOp, Page, Query, SortKey, TimelineItem};
 pub use store::{Actor, Command, Input, Outcome, Store, StoreConfig};
 pub use value::Value;
-pub use workflow::{Delivery, DeliveryFailure, DeliveryState, Effect, MAX_CHAIN_DEPTH, StoredTimer, TimerRef};
+pub use workflow::{
+    Delivery, DeliveryFailure, DeliveryState, Effect, MAX_CHAIN_DEPTH, StoredTimer, TimerRef,
+};

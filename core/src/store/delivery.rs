@@ -146,7 +146,9 @@ impl Tables<'_> {
         add: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), Error> {
-        let record: R = self.load(id)?.ok_or(Error::NotFound { kind: R::KIND, id })?;
+        let record: R = self
+            .load(id)?
+            .ok_or(Error::NotFound { kind: R::KIND, id })?;
         let Some(Value::List(mut tags)) = record.get("tags") else {
             return Err(Error::UnknownField {
                 kind: R::KIND,
@@ -380,5 +382,4 @@ impl Reader {
         }
         Ok(TimerSummary { pending, next })
     }
-
 }

@@ -174,7 +174,8 @@ fn a_stale_cursor_applies_nothing() {
     let t = f.ticket("a");
     let head = f.store.last_event_seq().unwrap();
     let start = f.cursor();
-    f.deliver(delivery(Some((start, head)), Vec::new())).unwrap();
+    f.deliver(delivery(Some((start, head)), Vec::new()))
+        .unwrap();
     // The same delivery again (a retry after a lost reply) is refused whole.
     let err = f
         .deliver(delivery(Some((start, head)), vec![priority(t, "high")]))
@@ -230,7 +231,11 @@ fn tags_are_added_and_removed_once() {
     f.deliver(delivery(None, vec![tag(true)])).unwrap();
     let seq = f.store.last_event_seq().unwrap();
     f.deliver(delivery(None, vec![tag(true)])).unwrap();
-    assert_eq!(f.store.last_event_seq().unwrap(), seq, "no change, no event");
+    assert_eq!(
+        f.store.last_event_seq().unwrap(),
+        seq,
+        "no change, no event"
+    );
     assert_eq!(
         field(&f.store, EntityKind::Ticket, t, "tags"),
         Value::List(vec![Value::Text("vip".to_owned())])
@@ -281,7 +286,12 @@ fn keyed_timers_replace_fire_once_and_cancel() {
 
     // Firing removes the timer with the call's effects; firing it again is refused.
     let (fired, _) = due[1];
-    let mut d = delivery(None, vec![Effect::CancelTimer { key: "later".to_owned() }]);
+    let mut d = delivery(
+        None,
+        vec![Effect::CancelTimer {
+            key: "later".to_owned(),
+        }],
+    );
     d.timer = Some(fired);
     f.deliver(d.clone()).unwrap();
     assert!(matches!(f.deliver(d).unwrap_err(), Error::Conflict { .. }));
@@ -298,7 +308,12 @@ fn keyed_timers_replace_fire_once_and_cancel() {
 
     // Uninstalling drops timers and the delivery state.
     f.store
-        .execute(Command::RemovePlugin { id: "wf".to_owned() }, "test")
+        .execute(
+            Command::RemovePlugin {
+                id: "wf".to_owned(),
+            },
+            "test",
+        )
         .unwrap();
     assert_eq!(f.store.timers("wf", 10).unwrap().pending, 0);
     assert!(f.store.delivery_state("wf").unwrap().is_none());
@@ -350,10 +365,7 @@ fn bad_timers_and_unknown_plugins_are_refused() {
     ));
     let mut d = delivery(None, Vec::new());
     d.plugin = "nobody".to_owned();
-    assert!(matches!(
-        f.deliver(d).unwrap_err(),
-        Error::NoSuch { .. }
-    ));
+    assert!(matches!(f.deliver(d).unwrap_err(), Error::NoSuch { .. }));
 }
 
 #[test]
@@ -361,9 +373,8 @@ fn waiting_for_events_wakes_on_commit() {
     let f = Fixture::new();
     let head = f.store.last_event_seq().unwrap();
     let store = f.store.clone();
-    let waiter = std::thread::spawn(move || {
-        store.wait_for_events(head, std::time::Duration::from_secs(30))
-    });
+    let waiter =
+        std::thread::spawn(move || store.wait_for_events(head, std::time::Duration::from_secs(30)));
     f.ticket("wake up");
     assert_eq!(waiter.join().unwrap(), head + 1);
     assert_eq!(

@@ -23,15 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
+pub use self::delivery::TimerSummary;
 use self::read::Reader;
 use self::tables::{FORMAT_KEY, FORMAT_VERSION, META, encode};
 pub use self::write::{Command, Input, Outcome};
 use self::write::{Ctx, Tables};
+use crate::clock::Timestamp;
 use crate::clock::{Clock, SystemClock};
 use crate::custom::FieldDef;
 use crate::entity::{AnyRecord, EntityKind};
@@ -41,8 +43,6 @@ use crate::id::{Id, IdGenerator};
 use crate::pipeline::Pipeline;
 use crate::plugin::{PluginRecord, StoredScore, WriteHook};
 use crate::query::{Page, Query, TimelineItem};
-pub use self::delivery::TimerSummary;
-use crate::clock::Timestamp;
 use crate::workflow::{DeliveryState, StoredTimer, TimerRef};
 
 /// The database file's name inside the data directory.
@@ -576,13 +576,7 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
 /// Applies a batch in one transaction and commits it. With `alone` (a single job that must
 /// be all-or-nothing) a failed job aborts the transaction instead, taking back whatever it
 /// wrote before failing.
-fn run_batch(
-    shared: &Shared,
-    batch: Vec<Job>,
-    ids: &IdGenerator,
-    next_seq: &mut u64,
-    alone: bool,
-) {
+fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut u64, alone: bool) {
     let start_seq = *next_seq;
     let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
     let committed = (|| -> Result<bool, Error> {

@@ -313,7 +313,11 @@ impl<'t> Tables<'t> {
         }
     }
 
-    pub(super) fn create<R: Record>(&mut self, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
+    pub(super) fn create<R: Record>(
+        &mut self,
+        input: Input,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<R, Error> {
         let id = if ctx.backdated {
             ctx.ids.backdated(&ctx.now)
         } else {
@@ -337,7 +341,12 @@ impl<'t> Tables<'t> {
         Ok(r)
     }
 
-    pub(super) fn update<R: Record>(&mut self, id: Id, input: Input, ctx: &mut Ctx<'_>) -> Result<R, Error> {
+    pub(super) fn update<R: Record>(
+        &mut self,
+        id: Id,
+        input: Input,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<R, Error> {
         let before: R = self
             .load(id)?
             .ok_or(Error::NotFound { kind: R::KIND, id })?;
