@@ -9,7 +9,13 @@ fn main() {
     let root = manifest.parent().expect("host/ sits in the workspace root");
     let out = build_wasm(
         root,
-        &["kith-plugin-lead-scoring", "kith-plugin-deal-fields"],
+        &[
+            "kith-plugin-lead-scoring",
+            "kith-plugin-deal-fields",
+            "kith-plugin-sla-escalation",
+            "kith-plugin-stale-deals",
+            "kith-plugin-win-loss",
+        ],
     );
     println!("cargo:rustc-env=KITH_BUNDLED_PLUGINS={}", out.display());
 }

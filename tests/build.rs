@@ -15,7 +15,11 @@ fn main() {
         &[
             "kith-plugin-lead-scoring",
             "kith-plugin-deal-fields",
+            "kith-plugin-sla-escalation",
+            "kith-plugin-stale-deals",
+            "kith-plugin-win-loss",
             "kith-test-hostile",
+            "kith-test-workflow",
         ],
     );
     println!("cargo:rustc-env=KITH_TEST_PLUGINS={}", out.display());

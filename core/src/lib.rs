@@ -16,6 +16,7 @@ pub mod money;
 pub mod pipeline;
 pub mod plugin;
 pub mod query;
+pub mod report;
 pub mod schema;
 pub mod store;
 pub mod value;
@@ -32,6 +33,7 @@ pub use plugin::{
     PluginLimits, PluginRecord, ScoreBatch, ScoreReason, StoredScore, Suspension, WriteHook,
 };
 pub use query::{Filter, FilterOp, Page, Query, SortKey, TimelineItem};
+pub use report::{ChartKind, Column, ParamDef, ParamKind, ReportDef, ReportTable, Reports, to_csv};
 pub use store::{Actor, Command, Input, Outcome, Store, StoreConfig};
 pub use value::Value;
 pub use workflow::{

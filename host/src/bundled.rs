@@ -31,6 +31,30 @@ pub const BUNDLED: &[Bundled] = &[
             "/kith_plugin_deal_fields.wasm"
         )),
     },
+    Bundled {
+        id: "sla-escalation",
+        manifest: include_str!("../../plugins/sla-escalation/kith-plugin.toml"),
+        wasm: include_bytes!(concat!(
+            env!("KITH_BUNDLED_PLUGINS"),
+            "/kith_plugin_sla_escalation.wasm"
+        )),
+    },
+    Bundled {
+        id: "stale-deals",
+        manifest: include_str!("../../plugins/stale-deals/kith-plugin.toml"),
+        wasm: include_bytes!(concat!(
+            env!("KITH_BUNDLED_PLUGINS"),
+            "/kith_plugin_stale_deals.wasm"
+        )),
+    },
+    Bundled {
+        id: "win-loss",
+        manifest: include_str!("../../plugins/win-loss/kith-plugin.toml"),
+        wasm: include_bytes!(concat!(
+            env!("KITH_BUNDLED_PLUGINS"),
+            "/kith_plugin_win_loss.wasm"
+        )),
+    },
 ];
 
 /// Installs each bundled plugin that is not installed yet, granting what its manifest

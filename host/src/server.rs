@@ -152,6 +152,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let router = app(AppState {
         store: store.clone(),
         plugins: plugins.clone(),
+        reports: kith_core::Reports::new(store.clone()),
     });
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -171,7 +172,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     })
 }
 
-/// Loads the installed plugins into the write path and starts scoring; with `demo`, installs
+/// Loads the installed plugins into the write path and starts scoring and workflow delivery;
+/// with `demo`, installs
 /// the bundled plugins and seeds demo data into an empty database (after the plugins, so the
 /// demo records carry their fields and scores).
 fn prepare(
@@ -186,6 +188,9 @@ fn prepare(
     store.set_write_hook(Some(Arc::new(plugins.clone())));
     plugins
         .start_scoring()
+        .map_err(|e| StartError::Plugins(e.to_string()))?;
+    plugins
+        .start_workflows()
         .map_err(|e| StartError::Plugins(e.to_string()))?;
     if demo {
         for p in crate::bundled::install_missing(&plugins)

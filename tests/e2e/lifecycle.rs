@@ -25,7 +25,7 @@ fn manifest(dir: &str) -> String {
 }
 
 /// (manifest, binary) of a plugin the tests install.
-fn plugin(id: &str) -> (String, Vec<u8>) {
+pub(crate) fn plugin(id: &str) -> (String, Vec<u8>) {
     match id {
         "lead-scoring" => (
             manifest("plugins/lead-scoring"),
@@ -39,6 +39,22 @@ fn plugin(id: &str) -> (String, Vec<u8>) {
             manifest("tests/plugins/hostile"),
             wasm("kith_test_hostile.wasm"),
         ),
+        "sla-escalation" => (
+            manifest("plugins/sla-escalation"),
+            wasm("kith_plugin_sla_escalation.wasm"),
+        ),
+        "stale-deals" => (
+            manifest("plugins/stale-deals"),
+            wasm("kith_plugin_stale_deals.wasm"),
+        ),
+        "win-loss" => (
+            manifest("plugins/win-loss"),
+            wasm("kith_plugin_win_loss.wasm"),
+        ),
+        "probe" => (
+            manifest("tests/plugins/workflow-probe"),
+            wasm("kith_test_workflow.wasm"),
+        ),
         other => panic!("no test plugin {other}"),
     }
 }
@@ -46,7 +62,7 @@ fn plugin(id: &str) -> (String, Vec<u8>) {
 const LEAD_GRANT: &str = "read:company,read:contact,read:deal,read:interaction";
 
 /// Uploads a plugin as multipart: `manifest`, `wasm`, and `grant` when given.
-async fn upload(
+pub(crate) async fn upload(
     s: &TestServer,
     method: reqwest::Method,
     path: &str,
@@ -94,7 +110,7 @@ pub(crate) async fn install(s: &TestServer, id: &str, grant: &str) -> Value {
 }
 
 /// Polls `GET path` until `done` holds (scoring runs in the background).
-async fn wait_for(s: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(s: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         let (status, body) = s.get(path).await;
@@ -766,7 +782,16 @@ async fn demo_installs_the_bundled_plugins() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["deal-fields", "lead-scoring"]);
+    assert_eq!(
+        ids,
+        [
+            "deal-fields",
+            "lead-scoring",
+            "sla-escalation",
+            "stale-deals",
+            "win-loss"
+        ]
+    );
     let deals = s.get_ok("/api/v1/deals?stage=proposal&limit=5").await;
     for d in deals["items"].as_array().unwrap() {
         assert!(d["custom"]["next_step"].is_string(), "{d}");

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod crash;
 mod crud;
 mod demo;
 mod errors;
@@ -16,6 +17,8 @@ mod openapi;
 mod pipelines;
 mod plugins;
 mod query;
+mod reports;
 mod restart;
 mod support;
 mod timeline;
+mod workflows;

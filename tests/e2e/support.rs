@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use kith_core::Timestamp;
+use std::sync::Arc;
+
+use kith_core::{ManualClock, Timestamp};
 use kith_host::{Running, ServerConfig, StartError};
 use reqwest::{Body, Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -41,6 +43,19 @@ impl TestServer {
             client: Client::new(),
             _dir: None,
         })
+    }
+
+    /// Starts a server on `dir` whose clock is `clock` (tests that move time), the caller
+    /// keeping `dir` alive.
+    pub async fn start_with_clock(dir: &Path, clock: Arc<ManualClock>) -> TestServer {
+        let mut config = config(dir, false);
+        config.clock = clock;
+        let running = kith_host::start(config).await.expect("start a server");
+        TestServer {
+            running,
+            client: Client::new(),
+            _dir: None,
+        }
     }
 
     /// Stops the server gracefully; its data directory (if it owns one) is removed.

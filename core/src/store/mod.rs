@@ -443,26 +443,24 @@ impl Store {
         Ok(seq)
     }
 
-    /// What happened to records of `kind` after event `after`, from one snapshot: that
-    /// snapshot's newest event sequence number, and for every record of `kind` an event after
-    /// `after` touched, once each and in id order, its state in the snapshot decoded as `T`
-    /// (`None` when it no longer exists).
+    /// What happened to records of `kind` after event `after`, from one snapshot: hands `f`,
+    /// for every record of `kind` an event after `after` touched, once each and in id order,
+    /// its state in the snapshot decoded as `T` (`None` when it no longer exists); returns
+    /// that snapshot's newest event sequence number, the position to ask from next time.
     pub fn changes_as<T: serde::de::DeserializeOwned>(
         &self,
         kind: EntityKind,
         after: u64,
-    ) -> Result<(u64, Vec<(Id, Option<T>)>), Error> {
+        mut f: impl FnMut(Id, Option<T>) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
         let r = self.reader()?;
         let seq = r.last_seq()?;
-        if seq <= after {
-            return Ok((seq, Vec::new()));
+        if seq > after {
+            for id in r.changed_ids(kind, after)? {
+                f(id, r.get_as(kind, id)?)?;
+            }
         }
-        let changes = r
-            .changed_ids(kind, after)?
-            .into_iter()
-            .map(|id| Ok((id, r.get_as(kind, id)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        Ok((seq, changes))
+        Ok(seq)
     }
 }
 

@@ -7,12 +7,13 @@ mod meta;
 pub mod openapi;
 mod plugins;
 mod records;
+mod reports;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use kith_core::{Command, Error as CoreError, Outcome, Store};
+use kith_core::{Command, Error as CoreError, Outcome, Reports, Store};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::plugin::Registry;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub store: Store,
     /// Installed plugins.
     pub plugins: Registry,
+    /// The report engine (built-in reports from in-memory projections of the store).
+    pub reports: Reports,
 }
 
 /// The whole HTTP application.
@@ -38,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .merge(records::router())
         .merge(meta::router())
         .merge(plugins::router())
+        .merge(reports::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

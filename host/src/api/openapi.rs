@@ -2,6 +2,7 @@
 //! what the API accepts: every record kind's schema comes from `EntityKind::fields()`.
 
 use kith_core::EntityKind;
+use kith_core::report::ParamKind;
 use kith_core::schema::{FieldInfo, ValueType};
 use serde_json::{Map, Value as Json, json};
 
@@ -105,6 +106,87 @@ fn with_errors(mut responses: Json) -> Json {
         }
     }
     responses
+}
+
+/// `/api/v1/reports` and `/api/v1/reports/{id}`, with every built-in report's parameters
+/// (taken from the report definitions, so they cannot drift) and the table schemas.
+fn report_paths(paths: &mut Map<String, Json>, schemas: &mut Map<String, Json>) {
+    let defs = kith_core::report::builtin_reports();
+    // One query parameter per name, saying which reports take it and what it does there.
+    let mut params: Vec<(String, Vec<String>, String, Json)> = Vec::new();
+    for def in &defs {
+        for p in &def.parameters {
+            let schema = match &p.kind {
+                ParamKind::Date => json!({ "type": "string", "format": "date" }),
+                ParamKind::Integer => json!({ "type": "integer" }),
+                ParamKind::Number => {
+                    json!({ "type": "string", "description": "An exact decimal." })
+                }
+                ParamKind::Boolean => json!({ "type": "boolean" }),
+                ParamKind::Choice(options) => json!({ "type": "string", "enum": options }),
+                ParamKind::Text => json!({ "type": "string" }),
+            };
+            let help = p.help.clone().unwrap_or_default();
+            match params.iter_mut().find(|(name, ..)| *name == p.name) {
+                Some((_, used_by, text, _)) => {
+                    used_by.push(def.id.clone());
+                    if !text.contains(&help) {
+                        text.push_str(&format!(" ({}) {help}", def.id));
+                    }
+                }
+                None => params.push((p.name.clone(), vec![def.id.clone()], help, schema)),
+            }
+        }
+    }
+    let mut query: Vec<Json> = params
+        .into_iter()
+        .map(|(name, used_by, help, schema)| {
+            json!({ "name": name, "in": "query", "schema": schema,
+                    "description": format!("Reports: {}. {help}", used_by.join(", ")) })
+        })
+        .collect();
+    query.push(json!({ "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"] },
+                       "description": "json (default) or csv: the same table as a download, a header row of column labels, RFC 4180 quoting." }));
+    let ids: Vec<&str> = defs.iter().map(|d| d.id.as_str()).collect();
+    paths.insert("/api/v1/reports".into(), json!({ "get": {
+        "tags": ["reports"], "summary": "Every report: built-in ones, then those plugins provide (ids <plugin>.<report>)",
+        "responses": with_errors(json!({ "200": { "description": "The report definitions", "content": { "application/json": { "schema": {
+            "type": "object", "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/ReportDefinition" } } } } } } } })) } }));
+    paths.insert("/api/v1/reports/{id}".into(), json!({
+        "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" },
+                         "description": format!("A report id: built-in {}, or <plugin>.<report>.", ids.join(", ")) }],
+        "get": { "tags": ["reports"], "summary": "Run a report; an unknown parameter or a bad value is a 400 naming it, an unknown report a 404",
+                 "parameters": query,
+                 "responses": with_errors(json!({ "200": { "description": "The table", "content": {
+                     "application/json": { "schema": { "$ref": "#/components/schemas/ReportTable" } },
+                     "text/csv": { "schema": { "type": "string" } },
+                 } } })) },
+    }));
+    schemas.insert("ReportTable".into(), json!({
+        "type": "object", "required": ["id", "columns", "rows", "chart", "value_columns"],
+        "properties": {
+            "id": { "type": "string" },
+            "columns": { "type": "array", "items": { "type": "object", "required": ["name", "label"], "properties": {
+                "name": { "type": "string" }, "label": { "type": "string" } } } },
+            "rows": { "type": "array", "items": { "type": "array", "items": {},
+                      "description": "Values in column order; decimals are strings, missing values null." } },
+            "chart": { "type": "string", "enum": ["none", "bar", "line", "pie", "funnel"] },
+            "label_column": { "type": ["string", "null"], "description": "The column holding the chart's labels." },
+            "value_columns": { "type": "array", "items": { "type": "string" }, "description": "The columns plotted as values." },
+        },
+    }));
+    schemas.insert("ReportDefinition".into(), json!({
+        "type": "object", "required": ["id", "name", "description", "source", "parameters"],
+        "properties": {
+            "id": { "type": "string" }, "name": { "type": "string" }, "description": { "type": "string" },
+            "source": { "type": "string", "description": "built-in, or the id of the plugin providing it." },
+            "parameters": { "type": "array", "items": { "type": "object", "required": ["name", "label", "kind"], "properties": {
+                "name": { "type": "string" }, "label": { "type": "string" }, "help": { "type": ["string", "null"] },
+                "kind": { "type": "object", "required": ["type"], "properties": {
+                    "type": { "type": "string", "enum": ["date", "text", "integer", "number", "boolean", "choice"] },
+                    "options": { "type": "array", "items": { "type": "string" }, "description": "For choice." } } } } } },
+        },
+    }));
 }
 
 /// The OpenAPI document.
@@ -264,6 +346,7 @@ pub fn document() -> Json {
                   "parameters": [{ "name": "kind", "in": "query", "schema": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::name) } }],
                   "responses": with_errors(json!({ "200": { "description": "How many records were scored" } })) },
     }));
+    report_paths(&mut paths, &mut schemas);
     schemas.insert("Error".into(), json!({
         "type": "object",
         "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {

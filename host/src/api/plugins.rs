@@ -1,5 +1,6 @@
 //! Plugin administration: `/api/v1/plugins` to list and install (multipart upload), and per
-//! plugin: show, upgrade, enable, disable, resume, settings, uninstall; plus rescoring.
+//! plugin: show, upgrade, enable, disable, resume, settings, limits, workflow delivery state,
+//! uninstall; plus rescoring.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/plugins/{id}/enable", post(enable))
         .route("/api/v1/plugins/{id}/disable", post(disable))
         .route("/api/v1/plugins/{id}/resume", post(resume))
+        .route("/api/v1/plugins/{id}/delivery", get(delivery))
         .route(
             "/api/v1/plugins/{id}/settings",
             put(settings).patch(settings),
@@ -205,6 +207,16 @@ async fn resume(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         blocking(&state.plugins, move |r| r.resume(&id)).await?,
+    ))
+}
+
+/// Workflow delivery: cursor lag, pending timers, recent failures.
+async fn delivery(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        blocking(&state.plugins, move |r| r.delivery(&id)).await?,
     ))
 }
 

@@ -126,3 +126,28 @@ pub fn value_from_wit(v: &w::FieldValue) -> Value {
         }
     }
 }
+
+/// A committed event as the WIT event `on-event` receives.
+pub fn event_to_wit(e: &kith_core::Event) -> w::Event {
+    w::Event {
+        seq: e.seq,
+        kind: kind_to_wit(e.kind),
+        id: e.id.to_string(),
+        op: match e.op {
+            kith_core::Operation::Created => w::Operation::Created,
+            kith_core::Operation::Updated => w::Operation::Updated,
+            kith_core::Operation::Deleted => w::Operation::Deleted,
+        },
+        changes: e
+            .changes
+            .iter()
+            .map(|c| w::FieldChange {
+                field: c.field.clone(),
+                before: value_to_wit(&c.before, None, false),
+                after: value_to_wit(&c.after, None, false),
+            })
+            .collect(),
+        actor: e.actor.clone(),
+        at: e.at.timestamp_micros(),
+    }
+}

@@ -312,7 +312,13 @@ default = 25
 
     #[test]
     fn the_bundled_manifests_parse() {
-        for dir in ["lead-scoring", "deal-fields"] {
+        for dir in [
+            "lead-scoring",
+            "deal-fields",
+            "sla-escalation",
+            "stale-deals",
+            "win-loss",
+        ] {
             let path = format!(
                 "{}/../plugins/{dir}/kith-plugin.toml",
                 env!("CARGO_MANIFEST_DIR")

@@ -13,14 +13,19 @@ mod convert;
 pub mod devloop;
 pub mod manifest;
 pub mod registry;
+mod reports;
 mod runtime;
 pub mod scaffold;
+mod workflow;
 
-pub use self::convert::{entity_from_record, kind_from_wit, kind_to_wit, value_from_wit};
+pub use self::convert::{
+    entity_from_record, event_to_wit, kind_from_wit, kind_to_wit, value_from_wit,
+};
 pub use self::registry::{InstallMode, PluginView, Registry, RegistryError};
 pub use self::runtime::{
     CallReport, DataAccess, KvAccess, Limits, LoadedPlugin, PluginError, Runtime, StoreAccess,
 };
+pub use self::workflow::{DeliveryView, TimerView};
 
 /// The generated host-side bindings of the `plugin` world.
 pub mod wit {

@@ -114,10 +114,10 @@ pub enum InstallMode {
 
 /// Per-plugin call statistics and failure state, kept in memory (the suspension is also stored).
 #[derive(Default)]
-struct Health {
+pub(super) struct Health {
     calls: u64,
     failures: u64,
-    consecutive: u32,
+    pub(super) consecutive: u32,
     last_error: Option<(String, Timestamp)>,
     /// Recent call durations in µs, newest last (a window for percentiles).
     recent: std::collections::VecDeque<u64>,
@@ -128,17 +128,27 @@ struct Health {
 const LATENCY_WINDOW: usize = 1000;
 
 /// One installed plugin, compiled and configured.
-struct Active {
-    record: PluginRecord,
+pub(super) struct Active {
+    pub(super) record: PluginRecord,
     manifest: Manifest,
     info: Option<w::PluginInfo>,
     plugin: Option<LoadedPlugin>,
     load_error: Option<String>,
-    health: Arc<Mutex<Health>>,
+    pub(super) health: Arc<Mutex<Health>>,
 }
 
 impl Active {
-    fn running(&self) -> Option<(&LoadedPlugin, &w::PluginInfo)> {
+    /// What the plugin declared, when it loaded.
+    pub(super) fn info_ref(&self) -> Option<&w::PluginInfo> {
+        self.info.as_ref()
+    }
+
+    /// The loaded plugin, when it loaded.
+    pub(super) fn plugin_ref(&self) -> Option<&LoadedPlugin> {
+        self.plugin.as_ref()
+    }
+
+    pub(super) fn running(&self) -> Option<(&LoadedPlugin, &w::PluginInfo)> {
         if !self.record.enabled || lock(&self.health).suspended.is_some() {
             return None;
         }
@@ -146,17 +156,17 @@ impl Active {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The installed plugins; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     runtime: Runtime,
     store: Store,
     cache_dir: PathBuf,
@@ -341,11 +351,11 @@ impl Registry {
         Ok(())
     }
 
-    fn store(&self) -> &Store {
+    pub(super) fn store(&self) -> &Store {
         &self.inner.store
     }
 
-    fn all(&self) -> Vec<Arc<Active>> {
+    pub(super) fn all(&self) -> Vec<Arc<Active>> {
         self.inner
             .active
             .read()
@@ -355,7 +365,7 @@ impl Registry {
             .collect()
     }
 
-    fn get_active(&self, id: &str) -> Result<Arc<Active>, RegistryError> {
+    pub(super) fn get_active(&self, id: &str) -> Result<Arc<Active>, RegistryError> {
         self.inner
             .active
             .read()
@@ -758,7 +768,7 @@ impl Registry {
     /// Records the outcome of a call; suspends the plugin after [`SUSPEND_AFTER`] failures in
     /// a row. `wait` says whether the suspension may be stored synchronously (never on the
     /// writer thread).
-    fn record<T>(
+    pub(super) fn record<T>(
         &self,
         active: &Active,
         hook: &str,

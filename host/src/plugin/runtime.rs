@@ -121,6 +121,17 @@ pub enum PluginError {
         /// What was refused.
         reason: String,
     },
+    /// The plugin ran and reported an error (`on-event`, `on-timer` or `run-report`
+    /// returned `err`).
+    #[error("plugin {plugin}: {hook} reported an error: {reason}")]
+    Failed {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: &'static str,
+        /// Its message.
+        reason: String,
+    },
     /// The plugin trapped (a panic, a stack overflow, an illegal operation).
     #[error("plugin {plugin}: {hook} failed: {reason}")]
     Trap {
@@ -785,6 +796,91 @@ impl LoadedPlugin {
         Ok((fields, report))
     }
 
+    /// Calls `on-event`; a plugin's `err` becomes [`PluginError::Failed`].
+    pub fn on_event(
+        &self,
+        event: &w::Event,
+        now: i64,
+    ) -> Result<(Vec<w::Action>, CallReport), PluginError> {
+        self.check_input("on-event", event_size(event))?;
+        let (verdict, report) = self.call("on-event", self.limits.hook_timeout, |s, p| {
+            p.call_on_event(s, event, now)
+        })?;
+        self.actions("on-event", verdict, report)
+    }
+
+    /// Calls `on-timer`; a plugin's `err` becomes [`PluginError::Failed`].
+    pub fn on_timer(
+        &self,
+        payload: &str,
+        due: i64,
+        now: i64,
+    ) -> Result<(Vec<w::Action>, CallReport), PluginError> {
+        self.check_input("on-timer", payload.len())?;
+        let (verdict, report) = self.call("on-timer", self.limits.hook_timeout, |s, p| {
+            p.call_on_timer(s, payload, due, now)
+        })?;
+        self.actions("on-timer", verdict, report)
+    }
+
+    fn actions(
+        &self,
+        hook: &'static str,
+        verdict: Result<Vec<w::Action>, String>,
+        report: CallReport,
+    ) -> Result<(Vec<w::Action>, CallReport), PluginError> {
+        match verdict {
+            Ok(actions) => {
+                self.check_output(hook, actions.iter().map(action_size).sum())?;
+                Ok((actions, report))
+            }
+            Err(reason) => Err(PluginError::Failed {
+                plugin: self.name.clone(),
+                hook,
+                reason: truncate(reason, 1000),
+            }),
+        }
+    }
+
+    /// Calls `run-report` under the (longer) report time limit.
+    pub fn run_report(
+        &self,
+        id: &str,
+        parameters: &[w::Field],
+        now: i64,
+    ) -> Result<(w::ReportTable, CallReport), PluginError> {
+        let size = id.len()
+            + parameters
+                .iter()
+                .map(|f| f.name.len() + value_size(&f.value))
+                .sum::<usize>();
+        self.check_input("run-report", size)?;
+        let (verdict, report) = self.call("run-report", self.limits.report_timeout, |s, p| {
+            p.call_run_report(s, id, parameters, now)
+        })?;
+        match verdict {
+            Ok(table) => {
+                let size = table
+                    .rows
+                    .iter()
+                    .map(|r| r.iter().map(value_size).sum::<usize>() + 8)
+                    .sum::<usize>()
+                    + table
+                        .columns
+                        .iter()
+                        .map(|c| c.name.len() + c.label.len())
+                        .sum::<usize>();
+                self.check_output("run-report", size)?;
+                Ok((table, report))
+            }
+            Err(reason) => Err(PluginError::Failed {
+                plugin: self.name.clone(),
+                hook: "run-report",
+                reason: truncate(reason, 1000),
+            }),
+        }
+    }
+
     fn check_input(&self, hook: &'static str, size: usize) -> Result<(), PluginError> {
         if size > self.limits.max_input {
             return Err(PluginError::TooLarge {
@@ -915,6 +1011,50 @@ fn classify(
                 reason,
             }
         }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn event_size(e: &w::Event) -> usize {
+    64 + e.id.len()
+        + e.actor.len()
+        + e.changes
+            .iter()
+            .map(|c| c.field.len() + value_size(&c.before) + value_size(&c.after))
+            .sum::<usize>()
+}
+
+fn action_size(a: &w::Action) -> usize {
+    let fields = |f: &[w::Field]| {
+        f.iter()
+            .map(|f| f.name.len() + value_size(&f.value))
+            .sum::<usize>()
+    };
+    32 + match a {
+        w::Action::UpdateFields(u) => u.id.len() + fields(&u.fields),
+        w::Action::CreateTask(t) => {
+            t.title.len() + t.linked_id.len() + t.assignee.as_ref().map_or(0, String::len)
+        }
+        w::Action::LogInteraction(i) => {
+            i.body.len() + i.subject.as_ref().map_or(0, String::len) + i.linked_id.len()
+        }
+        w::Action::AssignOwner(o) => o.id.len() + o.owner.len(),
+        w::Action::AddTag(t) | w::Action::RemoveTag(t) => t.id.len() + t.tag.len(),
+        w::Action::ChangeTicket(t) => t.id.len() + 16,
+        w::Action::MoveDeal(m) => m.id.len() + m.stage.len(),
+        w::Action::Schedule(t) => t.payload.len() + t.key.as_ref().map_or(0, String::len),
+        w::Action::CancelTimer(k) => k.len(),
     }
 }
 

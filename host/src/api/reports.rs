@@ -1,0 +1,138 @@
+//! Reports: `GET /api/v1/reports` lists every report a client can run, and
+//! `GET /api/v1/reports/{id}` runs one with query-string parameters, answering its table as
+//! JSON or, with `?format=csv`, as a CSV download of the same table.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kith_core::report::{ReportDef, ReportTable, to_csv};
+use serde_json::json;
+
+use super::{ApiError, AppState, read};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/reports", get(list))
+        .route("/api/v1/reports/{id}", get(run))
+}
+
+/// Every report a client can run, built-in ones first.
+fn definitions(state: &AppState) -> Vec<ReportDef> {
+    // Plugin reports: append the running plugins' definitions here (ids
+    // `<plugin>.<report>`, `source` the plugin id).
+    state.reports.definitions()
+}
+
+async fn list(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({ "items": definitions(&state) }))
+}
+
+/// How the table is sent.
+enum Format {
+    Json,
+    Csv,
+}
+
+async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut params = query_params(raw.as_deref())?;
+    // `format` belongs to the transport, not to the report, so it is taken out before the
+    // report checks its parameters.
+    let format = match params.remove("format").as_deref().map(str::trim) {
+        None | Some("") => Format::Json,
+        Some(f) if f.eq_ignore_ascii_case("json") => Format::Json,
+        Some(f) if f.eq_ignore_ascii_case("csv") => Format::Csv,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("format: '{other}' is not a report format (use json or csv)"),
+            )
+            .with_field("format"));
+        }
+    };
+    let table = if id.contains('.') {
+        // Plugin reports: ids `<plugin>.<report>` are run by the plugin registry here.
+        return Err(unknown_report(&id));
+    } else {
+        if !state.reports.definitions().iter().any(|d| d.id == id) {
+            return Err(unknown_report(&id));
+        }
+        let reports = state.reports.clone();
+        let report = id.clone();
+        read(&state.store, move |_| reports.run(&report, &params)).await?
+    };
+    Ok(match format {
+        Format::Json => json_response(&id, table)?,
+        Format::Csv => (
+            [
+                (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.csv\"", file_name(&id)),
+                ),
+            ],
+            to_csv(&table),
+        )
+            .into_response(),
+    })
+}
+
+fn unknown_report(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "there is no report '{id}'; GET /api/v1/reports lists the reports"
+    ))
+}
+
+/// `{"id", "columns", "rows", "chart", "label_column", "value_columns"}`.
+fn json_response(id: &str, table: ReportTable) -> Result<Response, ApiError> {
+    let mut body = serde_json::to_value(table).map_err(|e| ApiError::internal(&e))?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("id".to_owned(), json!(id));
+    }
+    Ok(Json(body).into_response())
+}
+
+/// The report id as a file name: anything but letters, digits, `.`, `-` and `_` becomes
+/// `_`, so the header cannot be broken out of whatever a plugin names its report.
+fn file_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The query string as name → value. A parameter given twice is refused, naming it, rather
+/// than one of its values silently winning.
+fn query_params(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+    let raw = raw.unwrap_or("");
+    let uri = format!("/?{raw}")
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))?;
+    let pairs: axum::extract::Query<Vec<(String, String)>> =
+        axum::extract::Query::try_from_uri(&uri)
+            .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let mut out = BTreeMap::new();
+    for (name, value) in pairs.0 {
+        if out.contains_key(&name) {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("{name}: is given more than once"),
+            )
+            .with_field(name));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
