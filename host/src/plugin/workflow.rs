@@ -103,6 +103,24 @@ fn link_field(kind: EntityKind) -> Result<&'static str, String> {
     }
 }
 
+/// Creating a task or interaction linked to the record `linked_kind`/`linked_id`.
+fn linked_create(
+    kind: EntityKind,
+    mut fields: BTreeMap<String, Value>,
+    linked_kind: w::EntityKind,
+    linked_id: &str,
+) -> Result<Effect, String> {
+    let link = link_field(kind_from_wit(linked_kind))?;
+    fields.insert(link.to_owned(), Value::Ref(id(linked_id)?));
+    Ok(Effect::Create {
+        kind,
+        input: Input {
+            fields,
+            custom: BTreeMap::new(),
+        },
+    })
+}
+
 fn effect(a: w::Action) -> Result<Option<Effect>, String> {
     Ok(Some(match a {
         w::Action::UpdateFields(u) => {
@@ -129,15 +147,7 @@ fn effect(a: w::Action) -> Result<Option<Effect>, String> {
             if let Some(who) = t.assignee {
                 fields.insert("assignee".to_owned(), text(who));
             }
-            let link = link_field(kind_from_wit(t.linked_kind))?;
-            fields.insert(link.to_owned(), Value::Ref(id(&t.linked_id)?));
-            Effect::Create {
-                kind: EntityKind::Task,
-                input: Input {
-                    fields,
-                    custom: BTreeMap::new(),
-                },
-            }
+            linked_create(EntityKind::Task, fields, t.linked_kind, &t.linked_id)?
         }
         w::Action::LogInteraction(i) => {
             let mut fields = BTreeMap::new();
@@ -146,15 +156,7 @@ fn effect(a: w::Action) -> Result<Option<Effect>, String> {
             if let Some(s) = i.subject {
                 fields.insert("subject".to_owned(), text(s));
             }
-            let link = link_field(kind_from_wit(i.linked_kind))?;
-            fields.insert(link.to_owned(), Value::Ref(id(&i.linked_id)?));
-            Effect::Create {
-                kind: EntityKind::Interaction,
-                input: Input {
-                    fields,
-                    custom: BTreeMap::new(),
-                },
-            }
+            linked_create(EntityKind::Interaction, fields, i.linked_kind, &i.linked_id)?
         }
         w::Action::AssignOwner(o) => Effect::Update {
             kind: kind_from_wit(o.kind),
