@@ -149,10 +149,24 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr: config.addr,
         source,
     })?;
+    let reports = kith_core::Reports::new(store.clone());
+    // Build the report projections in the background, so the first report after a start
+    // does not pay for a full scan (about 2.5 s per million deals); a report asked for
+    // meanwhile waits for the same build rather than starting its own.
+    let warming = reports.clone();
+    let warm = std::thread::Builder::new()
+        .name("kith-reports-warm".to_owned())
+        .spawn(move || match warming.warm() {
+            Ok(()) | Err(kith_core::Error::ShuttingDown) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prepare the reports ahead of time"),
+        });
+    if let Err(e) = warm {
+        tracing::warn!(error = %e, "could not start preparing the reports");
+    }
     let router = app(AppState {
         store: store.clone(),
         plugins: plugins.clone(),
-        reports: kith_core::Reports::new(store.clone()),
+        reports,
     });
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -140,6 +140,7 @@ async fn openapi_lists_only_routes_that_exist() {
     ));
     crate::lifecycle::install(&s, "deal-fields", "").await;
     ids.push(("plugins", "deal-fields".to_owned()));
+    ids.push(("reports", "pipeline".to_owned()));
 
     let concrete = |path: &str| -> String {
         let kind = path

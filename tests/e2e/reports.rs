@@ -868,3 +868,98 @@ async fn bad_parameters_are_400_naming_them_and_unknown_reports_404() {
     assert!(doc["paths"]["/api/v1/reports/{id}"]["get"].is_object());
     s.stop().await;
 }
+
+/// A plugin's report type (the bundled win-loss plugin) through the same endpoints: listed
+/// with its source, its figures agree with the deals, CSV works, and its parameters are
+/// checked before it runs.
+#[tokio::test]
+async fn a_plugin_report_runs_through_the_same_endpoints() {
+    let (s, clock, _dir) = server().await;
+    crate::lifecycle::install(&s, "win-loss", "read:deal").await;
+    let list = s.get_ok("/api/v1/reports").await;
+    let def = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "win-loss.summary")
+        .cloned()
+        .unwrap_or_else(|| panic!("win-loss.summary is listed: {list}"));
+    assert_eq!(def["source"], "win-loss");
+
+    // Deals closed as (source, outcome, amount in EUR).
+    let closed = [
+        ("web", "won", "1000"),
+        ("web", "won", "250.50"),
+        ("web", "lost", "400"),
+        ("referral", "won", "3000"),
+        ("referral", "lost", "100"),
+        ("referral", "lost", "100"),
+        ("event", "lost", "700"),
+    ];
+    for (i, (source, stage, amount)) in closed.iter().enumerate() {
+        let body = json!({
+            "title": format!("deal {i}"), "stage": "proposal", "source": source,
+            "amount": amount, "currency": "EUR",
+        });
+        let id = crate::support::id_of(&s.create("deals", body).await);
+        clock.advance(Duration::hours(1));
+        let mut change = json!({ "stage": stage });
+        if *stage == "lost" {
+            change["lost_reason"] = json!("price");
+        }
+        let (status, reply) = s.patch(&format!("/api/v1/deals/{id}"), &change).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+    // An open deal counts nowhere.
+    s.create(
+        "deals",
+        json!({ "title": "open", "stage": "lead", "source": "web" }),
+    )
+    .await;
+
+    let table = s.get_ok("/api/v1/reports/win-loss.summary?by=source").await;
+    assert_eq!(table["id"], "win-loss.summary");
+    let got = rows(&table);
+    for source in ["web", "referral", "event"] {
+        let won: Vec<Decimal> = closed
+            .iter()
+            .filter(|c| c.0 == source && c.1 == "won")
+            .map(|c| c.2.parse().unwrap())
+            .collect();
+        let lost: Vec<Decimal> = closed
+            .iter()
+            .filter(|c| c.0 == source && c.1 == "lost")
+            .map(|c| c.2.parse().unwrap())
+            .collect();
+        let row = got
+            .iter()
+            .find(|r| text(&r["source"]).as_deref() == Some(source))
+            .unwrap_or_else(|| panic!("a row for {source}: {table}"));
+        assert_eq!(int(&row["won"]), won.len() as u64, "{source}: {table}");
+        assert_eq!(int(&row["lost"]), lost.len() as u64, "{source}: {table}");
+        let rate = 100.0 * won.len() as f64 / (won.len() + lost.len()) as f64;
+        near(&row["win_rate"], Some(rate), 1);
+        assert_eq!(
+            dec(&row["won_amount_eur"]),
+            won.iter().copied().sum::<Decimal>(),
+            "{source}: {table}"
+        );
+        assert_eq!(
+            dec(&row["lost_amount_eur"]),
+            lost.iter().copied().sum::<Decimal>(),
+            "{source}: {table}"
+        );
+    }
+
+    let (status, _) = s
+        .get("/api/v1/reports/win-loss.summary?by=source&format=csv")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let reply = s.get("/api/v1/reports/win-loss.summary?by=colour").await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_query", Some("by"));
+    let reply = s.get("/api/v1/reports/win-loss.summary?colour=red").await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_query", Some("colour"));
+    let reply = s.get("/api/v1/reports/win-loss.nothing").await;
+    assert_eq!(reply.0, StatusCode::NOT_FOUND, "{}", reply.1);
+    s.stop().await;
+}

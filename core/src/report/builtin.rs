@@ -20,7 +20,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{Datelike, NaiveDate, NaiveTime};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::projection::{DealRow, NONE, Projection, Symbols};
+use super::projection::{
+    ContactRow, DealRow, InteractionRow, NONE, Projection, Symbols, TicketRow,
+};
 use super::{BUILT_IN, ChartKind, Column, ParamDef, ParamKind, ReportDef, ReportTable, Reports};
 use crate::entity::{DealStatus, Direction, InteractionKind, Priority};
 use crate::error::Error;
@@ -690,11 +692,7 @@ fn sla(done: Option<i64>, due: Option<i64>, now: i64) -> Option<bool> {
     }
 }
 
-fn tickets(
-    p: &Projection<super::projection::TicketRow>,
-    args: &Args,
-    now: i64,
-) -> Result<ReportTable, Error> {
+fn tickets(p: &Projection<TicketRow>, args: &Args, now: i64) -> Result<ReportTable, Error> {
     let assignee = args.mask("assignee", &p.syms);
     let mut tallies: [TicketTally; 4] = Default::default();
     for t in &p.rows {
@@ -804,10 +802,7 @@ struct InteractionTally {
     seconds: i128,
 }
 
-fn interactions(
-    p: &Projection<super::projection::InteractionRow>,
-    args: &Args,
-) -> Result<ReportTable, Error> {
+fn interactions(p: &Projection<InteractionRow>, args: &Args) -> Result<ReportTable, Error> {
     let interval = args.interval();
     let owner = args.mask("owner", &p.syms);
     let only = args.text("type").and_then(InteractionKind::parse);
@@ -868,10 +863,7 @@ fn interactions(
     ))
 }
 
-fn new_contacts(
-    p: &Projection<super::projection::ContactRow>,
-    args: &Args,
-) -> Result<ReportTable, Error> {
+fn new_contacts(p: &Projection<ContactRow>, args: &Args) -> Result<ReportTable, Error> {
     let interval = args.interval();
     let owner = args.mask("owner", &p.syms);
     let source = args.mask("source", &p.syms);

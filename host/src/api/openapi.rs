@@ -341,6 +341,17 @@ pub fn document() -> Json {
                    "responses": with_errors(json!({ "200": { "description": "The plugin with its limits" } })) },
         "put": simple("plugins", "Same as PATCH"),
     }));
+    paths.insert("/api/v1/plugins/{id}/delivery".into(), json!({
+        "parameters": [plugin_id],
+        "get": { "tags": ["plugins"], "summary": "Workflow delivery: the plugin's cursor in the event log, its lag behind the newest event, pending timers (count and the soonest), failures in a row and recent failures",
+                 "responses": with_errors(json!({ "200": { "description": "The delivery state", "content": { "application/json": { "schema": { "type": "object", "properties": {
+                     "plugin": { "type": "string" }, "subscribes": { "type": "array", "items": { "type": "string" } },
+                     "cursor": { "type": "integer" }, "head": { "type": "integer" }, "lag": { "type": "integer" },
+                     "pending_timers": { "type": "integer" },
+                     "next_timers": { "type": "array", "items": { "type": "object", "properties": { "at": { "type": "string", "format": "date-time" }, "key": { "type": ["string", "null"] }, "payload": { "type": "string" } } } },
+                     "consecutive_failures": { "type": "integer" },
+                     "recent_failures": { "type": "array", "items": { "type": "object", "properties": { "at": { "type": "string", "format": "date-time" }, "seq": { "type": ["integer", "null"] }, "timer": { "type": ["string", "null"] }, "message": { "type": "string" } } } } } } } } } })) },
+    }));
     paths.insert("/api/v1/scores/rescore".into(), json!({
         "post": { "tags": ["plugins"], "summary": "Recompute every score (or those of ?kind=)",
                   "parameters": [{ "name": "kind", "in": "query", "schema": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::name) } }],

@@ -13,6 +13,9 @@ use kith_core::report::{ReportDef, ReportTable, to_csv};
 use serde_json::json;
 
 use super::{ApiError, AppState, read};
+use crate::plugin::RegistryError;
+use axum::http::StatusCode;
+use kith_core::Error as CoreError;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -22,9 +25,9 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Every report a client can run, built-in ones first.
 fn definitions(state: &AppState) -> Vec<ReportDef> {
-    // Plugin reports: append the running plugins' definitions here (ids
-    // `<plugin>.<report>`, `source` the plugin id).
-    state.reports.definitions()
+    let mut defs = state.reports.definitions();
+    defs.extend(state.plugins.report_defs());
+    defs
 }
 
 async fn list(State(state): State<AppState>) -> impl IntoResponse {
@@ -58,8 +61,12 @@ async fn run(
         }
     };
     let table = if id.contains('.') {
-        // Plugin reports: ids `<plugin>.<report>` are run by the plugin registry here.
-        return Err(unknown_report(&id));
+        // A plugin's report: `<plugin>.<report>`, run in the plugin on the blocking pool.
+        let plugins = state.plugins.clone();
+        let report = id.clone();
+        tokio::task::spawn_blocking(move || plugins.run_report(&report, &params))
+            .await?
+            .map_err(|e| plugin_report_error(&id, e))?
     } else {
         if !state.reports.definitions().iter().any(|d| d.id == id) {
             return Err(unknown_report(&id));
@@ -82,6 +89,20 @@ async fn run(
         )
             .into_response(),
     })
+}
+
+/// A plugin report's failure: unknown reports are 404 and bad parameters 400 as for
+/// built-in ones; the plugin failing while it runs is 502, the plugin being the upstream.
+fn plugin_report_error(id: &str, e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::Store(CoreError::NoSuch { .. }) => unknown_report(id),
+        RegistryError::Plugin(p) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "report_failed",
+            format!("report {id} failed in its plugin: {p}"),
+        ),
+        other => ApiError::from(other),
+    }
 }
 
 fn unknown_report(id: &str) -> ApiError {

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use kith_core::report::{ChartKind, Column, ParamDef, ParamKind, ReportDef, ReportTable};
+use kith_core::report::{
+    ChartKind, Column, ParamDef, ParamKind, ReportDef, ReportTable, parse_params,
+};
 use kith_core::{Error as CoreError, Value};
 
 use super::convert::value_from_wit;
@@ -60,34 +62,20 @@ impl Registry {
             .iter()
             .find(|r| r.id == report_id)
             .ok_or_else(unknown)?;
-        for name in raw.keys() {
-            if !def.parameters.iter().any(|p| &p.name == name) {
-                let known: Vec<&str> = def.parameters.iter().map(|p| p.name.as_str()).collect();
-                return Err(RegistryError::Store(CoreError::invalid(
-                    name,
-                    format!(
-                        "report {id} takes no parameter '{name}' (it takes: {})",
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                )));
-            }
-        }
-        let mut params = Vec::with_capacity(def.parameters.len());
-        for p in &def.parameters {
-            let value = match raw.get(&p.name) {
-                Some(text) if !text.trim().is_empty() => parse_param(p, text.trim())
-                    .map_err(|m| RegistryError::Store(CoreError::invalid(&p.name, m)))?,
-                _ => p.default.clone(),
-            };
-            params.push(w::Field {
+        // The same checks, and the same 400s naming the parameter, as built-in reports.
+        let defs: Vec<ParamDef> = def.parameters.iter().map(param_def).collect();
+        let mut given = parse_params(&defs, raw)?;
+        let params: Vec<w::Field> = def
+            .parameters
+            .iter()
+            .map(|p| w::Field {
                 name: p.name.clone(),
-                value,
-            });
-        }
+                value: match given.remove(&p.name) {
+                    Some(v) if !v.is_empty() => param_to_wit(p, v),
+                    _ => p.default.clone(),
+                },
+            })
+            .collect();
         let now = self.store().clock().now().timestamp_micros();
         let result = plugin.run_report(report_id, &params, now);
         self.record(&active, "run-report", &result, true);
@@ -111,38 +99,23 @@ fn param_def(s: &w::SettingDef) -> ParamDef {
     }
 }
 
-/// A query-string value as the parameter's WIT value.
-fn parse_param(p: &w::SettingDef, text: &str) -> Result<w::FieldValue, String> {
-    Ok(match p.setting_type {
-        w::SettingType::Text => w::FieldValue::Text(text.to_owned()),
-        w::SettingType::Integer => w::FieldValue::Integer(
-            text.parse()
-                .map_err(|_| format!("'{text}' is not a whole number"))?,
-        ),
-        w::SettingType::Number => {
-            let d: rust_decimal::Decimal = text
-                .parse()
-                .map_err(|_| format!("'{text}' is not a number"))?;
-            w::FieldValue::Number(d.to_string())
-        }
-        w::SettingType::Boolean => match text {
-            "true" => w::FieldValue::Boolean(true),
-            "false" => w::FieldValue::Boolean(false),
-            _ => return Err(format!("'{text}' is not true or false")),
-        },
-        w::SettingType::Choice => {
-            if !p.options.is_empty() && !p.options.iter().any(|o| o == text) {
-                return Err(format!("'{text}' is not one of {}", p.options.join(", ")));
-            }
-            w::FieldValue::Choice(text.to_owned())
-        }
-        w::SettingType::TextList => w::FieldValue::Choices(
-            text.split(',')
+/// A checked parameter value as the plugin's WIT value of the declared type.
+fn param_to_wit(p: &w::SettingDef, v: Value) -> w::FieldValue {
+    match (p.setting_type, v) {
+        (w::SettingType::Integer, Value::Integer(i)) => w::FieldValue::Integer(i),
+        (w::SettingType::Number, Value::Number(d)) => w::FieldValue::Number(d.to_string()),
+        (w::SettingType::Number, Value::Integer(i)) => w::FieldValue::Number(i.to_string()),
+        (w::SettingType::Boolean, Value::Bool(b)) => w::FieldValue::Boolean(b),
+        (w::SettingType::Choice, v) => w::FieldValue::Choice(v.to_string()),
+        (w::SettingType::TextList, v) => w::FieldValue::Choices(
+            v.to_string()
+                .split(',')
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
         ),
-    })
+        (_, v) => w::FieldValue::Text(v.to_string()),
+    }
 }
 
 /// A plugin's table as the core's (the same shape the built-in reports return).
