@@ -160,7 +160,8 @@ enum PluginCmd {
     Run {
         /// The plugin's .wasm component.
         path: PathBuf,
-        /// The hook to call: describe, score, validate or compute-fields.
+        /// The hook to call: describe, score, validate, compute-fields, on-event, on-timer
+        /// or run-report.
         #[arg(long, default_value = "describe")]
         hook: String,
         /// A JSON sample: entities (the hook's input), records (what get and query find),

@@ -1,13 +1,26 @@
 //! Helpers for the values plugin authors read and build most: entity field access, settings,
-//! fields, setting definitions, and scores with reasons.
+//! fields, query filters, setting definitions, and scores with reasons.
 
-use crate::{Entity, Field, FieldValue, Score, ScoreReason, SettingDef, SettingType, Timestamp};
+use crate::{
+    Entity, Field, FieldValue, Filter, Score, ScoreReason, SettingDef, SettingType, Timestamp,
+};
 
 /// A named field value.
 pub fn field(name: &str, value: FieldValue) -> Field {
     Field {
         name: name.to_owned(),
         value,
+    }
+}
+
+/// A filter for `host::query`: `filter("deal_id", "eq", &deal.id)`, `filter("closed_at",
+/// "gte", "2026-01-01")`. `op` is one of `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `contains`,
+/// `in` (comma-separated values).
+pub fn filter(field: &str, op: &str, value: &str) -> Filter {
+    Filter {
+        field: field.to_owned(),
+        op: op.to_owned(),
+        value: value.to_owned(),
     }
 }
 

@@ -3,7 +3,14 @@
 //! Implement [`Plugin`] (every hook but `describe` has a default), register it with
 //! [`register_plugin!`], and build with `cargo build --target wasm32-wasip2 --release`.
 //! Outside WebAssembly the host functions in [`host`] talk to a [`testing::TestHost`], so
-//! plugin logic is unit-tested with plain `cargo test`. See `sdk/README.md`.
+//! plugin logic is unit-tested with plain `cargo test`; [`testing`] also builds events and
+//! picks actions apart for those tests. See `sdk/README.md`.
+//!
+//! Besides the builders at the root ([`field`], [`filter`], [`value`], [`action`],
+//! [`Report`], ...) two small modules cover what plugins otherwise write again and again:
+//! [`time`] (microsecond timestamps to and from civil dates, `YYYY-MM-DD` and RFC 3339, start
+//! of day and month, whole days between) and [`decimal`] (exact decimals for money: parse,
+//! add, format, ratios and percentages with fixed places). Neither needs a dependency.
 
 #[doc(hidden)]
 pub mod bindings {
@@ -21,10 +28,12 @@ pub mod bindings {
 }
 
 mod builders;
+pub mod decimal;
 pub mod host;
 mod make;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod time;
 
 pub use bindings::kith::plugin::host::Level;
 pub use bindings::kith::plugin::types::{
@@ -33,7 +42,7 @@ pub use bindings::kith::plugin::types::{
     NewTask, Operation, Page, PluginInfo, ReportDef, ReportTable, Score, ScoreReason, ScorerDef,
     SettingDef, SettingType, TagChange, TicketChange, Timer, Timestamp, UpdateFields,
 };
-pub use builders::{EntityExt, ScoreCard, Settings, field, setting};
+pub use builders::{EntityExt, ScoreCard, Settings, field, filter, setting};
 pub use make::{Report, action, field_def, plugin_info, value};
 
 /// The WIT package version this SDK implements.

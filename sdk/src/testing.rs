@@ -10,12 +10,23 @@
 //! microseconds) and other values as text; a record without the field never matches them.
 //! Every query is recorded in [`TestHost::queries`], so a test can check which filters a
 //! plugin pushed to the host and how it paged.
+//!
+//! Around it, what plugin tests build and check again and again: records ([`entity`]), events
+//! ([`event`], [`change`], [`created`], [`deleted`]), the actions of one kind among a hook's
+//! result ([`updates`], [`tasks`], [`interactions`], [`timers`], [`cancelled_timers`]), the
+//! plugin's own changes applied to the test host as events ([`apply`]), and the check that
+//! the manifest says what `describe()` says ([`manifest_mismatches`]).
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::{Entity, EntityKind, Field, FieldValue, Filter, Level, Page, Plugin};
+pub use crate::time::parse_instant;
+use crate::{
+    Action, Entity, EntityExt, EntityKind, Event, Field, FieldChange, FieldValue, Filter, Level,
+    NewInteraction, NewTask, Operation, Page, Plugin, SettingDef, SettingType, Timer, Timestamp,
+    UpdateFields, decimal, value,
+};
 
 /// What the host functions see in a native test.
 #[derive(Debug, Clone, Default)]
@@ -147,6 +158,321 @@ impl TestHost {
     }
 }
 
+/// An entity for tests: `entity(EntityKind::Contact, "c1", [field("title", ...)])`.
+pub fn entity(kind: EntityKind, id: &str, fields: impl IntoIterator<Item = Field>) -> Entity {
+    Entity {
+        kind,
+        id: id.to_owned(),
+        fields: fields.into_iter().collect(),
+        custom: Vec::new(),
+    }
+}
+
+/// A field change for [`event`]: `change("priority", value::choice("normal"),
+/// value::choice("high"))`.
+pub fn change(field: &str, before: FieldValue, after: FieldValue) -> FieldChange {
+    FieldChange {
+        field: field.to_owned(),
+        before,
+        after,
+    }
+}
+
+/// An event as `on_event` receives it, with `seq` 1, the actor `user:test` and `at` 0; set
+/// those on the result where the plugin looks at them
+/// (`Event { actor: "plugin:me".into(), ..event(...) }`).
+pub fn event(
+    kind: EntityKind,
+    id: &str,
+    op: Operation,
+    changes: impl IntoIterator<Item = FieldChange>,
+) -> Event {
+    Event {
+        seq: 1,
+        kind,
+        id: id.to_owned(),
+        op,
+        changes: changes.into_iter().collect(),
+        actor: "user:test".to_owned(),
+        at: 0,
+    }
+}
+
+/// The event of creating `entity`, as the host sends it: every set field, built-in and
+/// `custom.NAME`, from null (otherwise as [`event`]).
+pub fn created(entity: &Entity) -> Event {
+    let changes = set_fields(entity).map(|(name, v)| change(&name, FieldValue::Null, v.clone()));
+    event(entity.kind, &entity.id, Operation::Created, changes)
+}
+
+/// The event of deleting `entity`, as the host sends it: every set field, built-in and
+/// `custom.NAME`, to null (otherwise as [`event`]).
+pub fn deleted(entity: &Entity) -> Event {
+    let changes = set_fields(entity).map(|(name, v)| change(&name, v.clone(), FieldValue::Null));
+    event(entity.kind, &entity.id, Operation::Deleted, changes)
+}
+
+/// The `update_fields` actions among `actions`, in order.
+pub fn updates(actions: &[Action]) -> Vec<&UpdateFields> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::UpdateFields(u) => Some(u),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `create_task` actions among `actions`, in order.
+pub fn tasks(actions: &[Action]) -> Vec<&NewTask> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateTask(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `log_interaction` actions (notes and the like) among `actions`, in order.
+pub fn interactions(actions: &[Action]) -> Vec<&NewInteraction> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::LogInteraction(i) => Some(i),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The timers `actions` schedule (`schedule` and `schedule_keyed`), in order.
+pub fn timers(actions: &[Action]) -> Vec<&Timer> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Schedule(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The keys of the timers `actions` cancel, in order.
+pub fn cancelled_timers(actions: &[Action]) -> Vec<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CancelTimer(key) => Some(key.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Applies the record changes among `actions` to this thread's test host, roughly as the
+/// server would, and returns the events they cause, made by `actor` at `at`: so a test can
+/// feed a plugin its own changes and check that they do not set off more.
+///
+/// - `update_fields`, `assign_owner`, `change_ticket`, `move_deal`, `add_tag` and
+///   `remove_tag` change the record's fields (`custom.NAME` a custom one; null removes the
+///   field; a deal's status does not follow its stage) and make one `Updated` event with the
+///   fields whose value changed, or none if nothing did;
+/// - `create_task` and `log_interaction` add a task or interaction (with `created_at`, and
+///   `occurred_at` for an interaction, set to `at`, and linked through `deal_id`,
+///   `ticket_id`, `contact_id` or `company_id`) and make a `Created` event;
+/// - timers are left out: call the plugin's `on_timer` yourself.
+///
+/// # Panics
+///
+/// If an action names a record the test host does not have (the server would fail the call).
+pub fn apply(actions: &[Action], actor: &str, at: Timestamp) -> Vec<Event> {
+    let mut events: Vec<Event> = with(|h| actions.iter().filter_map(|a| h.apply(a, at)).collect());
+    for e in &mut events {
+        e.actor = actor.to_owned();
+        e.at = at;
+    }
+    events
+}
+
+/// What a plugin's `kith-plugin.toml` fails to say that its `describe()` says, one message
+/// each; empty when they agree. The host refuses a plugin whose manifest and `describe()`
+/// disagree, and the manifest is what an admin reads before granting anything, so every
+/// plugin should have a test like
+///
+/// ```text
+/// let problems = manifest_mismatches::<MyPlugin>("my-plugin", include_str!("../kith-plugin.toml"));
+/// assert!(problems.is_empty(), "{}", problems.join("\n"));
+/// ```
+///
+/// There is no TOML parser here: it renders what the manifest should say and looks for the
+/// text, so the manifest must be written in this layout (comments may stand between the
+/// groups): the lines `id = "..."`, `name`, `version`, `wit` and `description` (values as
+/// TOML basic strings); `# subscriptions = ["ticket"]` for a plugin that subscribes to
+/// events (the host reads subscriptions from `describe()`, but the admin should see them);
+/// `[capabilities]` directly followed by its `read = [...]` and `actions = [...]` lines; and
+/// one `[[settings]]` block per setting, in the order `name`, `label`, `type`, `options`
+/// (when it has some), `default` (unless it is null) and `help` (when it has some).
+pub fn manifest_mismatches<P: Plugin>(id: &str, manifest: &str) -> Vec<String> {
+    let info = P::describe();
+    let mut problems = Vec::new();
+    let mut expected = vec![
+        format!("id = {}\n", toml_string(id)),
+        format!("name = {}\n", toml_string(&info.name)),
+        format!("version = {}\n", toml_string(&info.version)),
+        format!("wit = {}\n", toml_string(crate::WIT_VERSION)),
+        format!("description = {}\n", toml_string(&info.description)),
+        format!(
+            "[capabilities]\nread = {}\nactions = {}\n",
+            toml_kinds(&info.capabilities.read),
+            toml_list(&info.capabilities.actions)
+        ),
+    ];
+    if info.subscriptions.is_empty() {
+        if manifest.contains("# subscriptions =") {
+            problems.push("the manifest names subscriptions, but describe() has none".to_owned());
+        }
+    } else {
+        expected.push(format!(
+            "# subscriptions = {}\n",
+            toml_kinds(&info.subscriptions)
+        ));
+    }
+    let blocks = manifest.matches("[[settings]]").count();
+    if blocks != info.settings.len() {
+        problems.push(format!(
+            "the manifest has {blocks} [[settings]] blocks, describe() {} settings",
+            info.settings.len()
+        ));
+    }
+    for s in &info.settings {
+        match setting_block(s) {
+            Ok(block) => expected.push(block),
+            Err(e) => problems.push(e),
+        }
+    }
+    problems.extend(
+        expected
+            .into_iter()
+            .filter(|want| !manifest.contains(want.as_str()))
+            .map(|want| format!("the manifest lacks:\n{want}")),
+    );
+    problems
+}
+
+impl TestHost {
+    /// One action's change to the records, for [`apply`]; `None` for a timer or an update that
+    /// changes nothing.
+    fn apply(&mut self, a: &Action, at: Timestamp) -> Option<Event> {
+        let new_record = match a {
+            Action::CreateTask(t) => Some((
+                EntityKind::Task,
+                task_fields(t),
+                t.linked_kind,
+                &t.linked_id,
+            )),
+            Action::LogInteraction(i) => Some((
+                EntityKind::Interaction,
+                interaction_fields(i, at),
+                i.linked_kind,
+                &i.linked_id,
+            )),
+            _ => None,
+        };
+        if let Some((kind, fields, linked_kind, linked_id)) = new_record {
+            return Some(self.create(kind, fields, linked_kind, linked_id, at));
+        }
+        let (kind, id, fields) = match a {
+            Action::UpdateFields(u) => (u.kind, u.id.as_str(), u.fields.clone()),
+            Action::AssignOwner(o) => (
+                o.kind,
+                o.id.as_str(),
+                vec![crate::field("owner", value::text(o.owner.as_str()))],
+            ),
+            Action::ChangeTicket(c) => {
+                let set = [("status", &c.status), ("priority", &c.priority)];
+                let fields = set
+                    .into_iter()
+                    .filter_map(|(name, v)| Some(crate::field(name, value::choice(v.as_deref()?))))
+                    .collect();
+                (EntityKind::Ticket, c.id.as_str(), fields)
+            }
+            Action::MoveDeal(m) => (
+                EntityKind::Deal,
+                m.id.as_str(),
+                vec![crate::field("stage", value::choice(m.stage.as_str()))],
+            ),
+            Action::AddTag(t) | Action::RemoveTag(t) => {
+                let mut tags = self.record(t.kind, &t.id).list("tags");
+                tags.retain(|x| *x != t.tag);
+                if matches!(a, Action::AddTag(_)) {
+                    tags.push(t.tag.clone());
+                }
+                let fields = vec![crate::field("tags", value::choices(tags))];
+                (t.kind, t.id.as_str(), fields)
+            }
+            _ => return None,
+        };
+        let changes = self.update(kind, id, fields);
+        (!changes.is_empty()).then(|| event(kind, id, Operation::Updated, changes))
+    }
+
+    /// The record `kind`/`id`, for [`apply`].
+    fn record(&mut self, kind: EntityKind, id: &str) -> &mut Entity {
+        self.records
+            .iter_mut()
+            .find(|e| e.kind == kind && e.id == id)
+            .unwrap_or_else(|| panic!("apply: the test host has no {kind:?} record '{id}'"))
+    }
+
+    /// Sets fields of a record, returning what changed.
+    fn update(&mut self, kind: EntityKind, id: &str, fields: Vec<Field>) -> Vec<FieldChange> {
+        let record = self.record(kind, id);
+        let mut changes = Vec::new();
+        for f in fields {
+            let (list, name) = match f.name.strip_prefix("custom.") {
+                Some(name) => (&mut record.custom, name),
+                None => (&mut record.fields, f.name.as_str()),
+            };
+            let before = list
+                .iter()
+                .find(|x| x.name == name)
+                .map_or(FieldValue::Null, |x| x.value.clone());
+            if before == f.value {
+                continue;
+            }
+            list.retain(|x| x.name != name);
+            if f.value != FieldValue::Null {
+                list.push(crate::field(name, f.value.clone()));
+            }
+            changes.push(change(&f.name, before, f.value));
+        }
+        changes
+    }
+
+    /// Adds a task or interaction linked to a record, returning its `Created` event.
+    fn create(
+        &mut self,
+        kind: EntityKind,
+        mut fields: Vec<Field>,
+        linked_kind: EntityKind,
+        linked_id: &str,
+        at: Timestamp,
+    ) -> Event {
+        let link = match linked_kind {
+            EntityKind::Contact => "contact_id",
+            EntityKind::Company => "company_id",
+            EntityKind::Deal => "deal_id",
+            EntityKind::Ticket => "ticket_id",
+            other => panic!("apply: tasks and interactions cannot link to {other:?} records"),
+        };
+        fields.push(crate::field(link, value::reference(linked_id)));
+        fields.push(crate::field("created_at", value::datetime(at)));
+        let id = format!("{}-{}", kind_name(kind), self.records.len() + 1);
+        let record = entity(kind, &id, fields);
+        let e = created(&record);
+        self.records.push(record);
+        e
+    }
+}
+
 /// The texts a value stands for, for the simple filter matching of the test host.
 fn texts(v: &FieldValue) -> Vec<String> {
     match v {
@@ -207,8 +533,8 @@ fn same_instant(v: &FieldValue, want: &str) -> bool {
 /// empty value, or text that is no number or time where one is needed).
 fn compare(v: &FieldValue, want: &str) -> Option<Ordering> {
     match v {
-        FieldValue::Integer(i) => compare_decimal(&i.to_string(), want),
-        FieldValue::Number(d) | FieldValue::Money(d) => compare_decimal(d, want),
+        FieldValue::Integer(i) => decimal::compare(&i.to_string(), want),
+        FieldValue::Number(d) | FieldValue::Money(d) => decimal::compare(d, want),
         FieldValue::Datetime(t) => Some(t.cmp(&parse_instant(want)?)),
         FieldValue::Boolean(b) => Some(b.cmp(&want.trim().parse::<bool>().ok()?)),
         FieldValue::Text(s)
@@ -219,156 +545,142 @@ fn compare(v: &FieldValue, want: &str) -> Option<Ordering> {
     }
 }
 
-/// Compares two decimals written as text ("-12.50", "3"), exactly.
-fn compare_decimal(a: &str, b: &str) -> Option<Ordering> {
-    let (neg_a, int_a, frac_a) = split_decimal(a)?;
-    let (neg_b, int_b, frac_b) = split_decimal(b)?;
-    let zero = |i: &str, f: &str| i.is_empty() && f.is_empty();
-    let (neg_a, neg_b) = (
-        neg_a && !zero(&int_a, &frac_a),
-        neg_b && !zero(&int_b, &frac_b),
+/// The fields of the task a `create_task` action creates (without its link and time).
+fn task_fields(t: &NewTask) -> Vec<Field> {
+    let mut fields = vec![crate::field("title", value::text(t.title.as_str()))];
+    fields.extend(t.due.map(|d| crate::field("due_at", value::datetime(d))));
+    fields.extend(
+        t.assignee
+            .as_deref()
+            .map(|who| crate::field("assignee", value::text(who))),
     );
-    let magnitude = int_a
-        .len()
-        .cmp(&int_b.len())
-        .then_with(|| int_a.cmp(&int_b))
-        .then_with(|| frac_a.cmp(&frac_b));
-    Some(match (neg_a, neg_b) {
-        (false, false) => magnitude,
-        (true, true) => magnitude.reverse(),
-        (true, false) => Ordering::Less,
-        (false, true) => Ordering::Greater,
-    })
+    fields
 }
 
-/// A decimal's sign, integer digits without leading zeros and fraction digits without
-/// trailing zeros, so equal numbers split equally.
-fn split_decimal(s: &str) -> Option<(bool, String, String)> {
-    let s = s.trim();
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
-        return None;
-    }
-    Some((
-        neg,
-        int.trim_start_matches('0').to_owned(),
-        frac.trim_end_matches('0').to_owned(),
-    ))
+/// The fields of the interaction a `log_interaction` action logs, at `at` (without its link).
+fn interaction_fields(i: &NewInteraction, at: Timestamp) -> Vec<Field> {
+    let subject = i
+        .subject
+        .as_deref()
+        .map(|s| crate::field("subject", value::text(s)));
+    [
+        Some(crate::field(
+            "kind",
+            value::choice(i.interaction_kind.as_str()),
+        )),
+        subject,
+        Some(crate::field("body", value::text(i.body.as_str()))),
+        Some(crate::field("occurred_at", value::datetime(at))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
-/// Microseconds since the Unix epoch from RFC 3339 (`2026-03-01T09:30:00Z`, with an optional
-/// fraction and a `Z` or `±HH:MM` offset), a bare date (its midnight UTC), or a number of
-/// microseconds, as the server's filters accept.
-pub fn parse_instant(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(micros) = s.parse::<i64>() {
-        return Some(micros);
+/// The set fields of an entity as an event names them: built-in ones by name, custom ones as
+/// `custom.NAME`.
+fn set_fields(entity: &Entity) -> impl Iterator<Item = (String, &FieldValue)> {
+    let builtin = entity.fields.iter().map(|f| (f.name.clone(), &f.value));
+    let custom = entity
+        .custom
+        .iter()
+        .map(|f| (format!("custom.{}", f.name), &f.value));
+    builtin
+        .chain(custom)
+        .filter(|(_, v)| **v != FieldValue::Null)
+}
+
+/// A kind as the manifest and the REST API write it.
+fn kind_name(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Contact => "contact",
+        EntityKind::Company => "company",
+        EntityKind::Deal => "deal",
+        EntityKind::Ticket => "ticket",
+        EntityKind::Interaction => "interaction",
+        EntityKind::Task => "task",
     }
-    let num = |t: &str| -> Option<i64> {
-        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| t.parse().ok())
-            .flatten()
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML array of strings, on one line.
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| toml_string(i)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn toml_kinds(kinds: &[EntityKind]) -> String {
+    let names: Vec<String> = kinds.iter().map(|k| kind_name(*k).to_owned()).collect();
+    toml_list(&names)
+}
+
+/// A setting's `[[settings]]` block as [`manifest_mismatches`] expects it.
+fn setting_block(s: &SettingDef) -> Result<String, String> {
+    let ty = match s.setting_type {
+        SettingType::Text => "text",
+        SettingType::Integer => "integer",
+        SettingType::Number => "number",
+        SettingType::Boolean => "boolean",
+        SettingType::Choice => "choice",
+        SettingType::TextList => "text-list",
     };
-    let date = s.get(..10)?;
-    let (y, m, d) = (
-        num(date.get(..4)?)?,
-        num(date.get(5..7)?)?,
-        num(date.get(8..10)?)?,
+    let mut block = format!(
+        "[[settings]]\nname = {}\nlabel = {}\ntype = {}\n",
+        toml_string(&s.name),
+        toml_string(&s.label),
+        toml_string(ty)
     );
-    if &date[4..5] != "-" || &date[7..8] != "-" || !(1..=12).contains(&m) {
-        return None;
+    if !s.options.is_empty() {
+        block.push_str(&format!("options = {}\n", toml_list(&s.options)));
     }
-    if d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    let days = days_from_civil(y, m, d);
-    let rest = &s[10..];
-    if rest.is_empty() {
-        return Some(days * 86_400_000_000);
-    }
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (h, mi, sec) = (
-        num(rest.get(..2)?)?,
-        num(rest.get(3..5)?)?,
-        num(rest.get(6..8)?)?,
-    );
-    if &rest[2..3] != ":" || &rest[5..6] != ":" || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &rest[8..];
-    let mut micros = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let f = &frac[..digits];
-        let six: String = f.chars().chain(std::iter::repeat('0')).take(6).collect();
-        micros = num(&six)?;
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.get(..1)? {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            if rest.len() != 6 || &rest[3..4] != ":" {
-                return None;
-            }
-            sign * (num(&rest[1..3])? * 60 + num(&rest[4..6])?) * 60
+    let default = match &s.default {
+        FieldValue::Null => None,
+        FieldValue::Text(t) | FieldValue::Choice(t) => Some(toml_string(t)),
+        FieldValue::Number(n) => Some(n.clone()),
+        FieldValue::Integer(i) => Some(i.to_string()),
+        FieldValue::Boolean(b) => Some(b.to_string()),
+        FieldValue::Choices(l) => Some(toml_list(l)),
+        other => {
+            return Err(format!(
+                "setting {}: a {other:?} default has no manifest form",
+                s.name
+            ));
         }
     };
-    let secs = days * 86_400 + h * 3_600 + mi * 60 + sec - offset;
-    Some(secs * 1_000_000 + micros)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+    if let Some(d) = default {
+        block.push_str(&format!("default = {d}\n"));
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// An entity for tests: `entity(EntityKind::Contact, "c1", [field("title", ...)])`.
-pub fn entity(kind: EntityKind, id: &str, fields: impl IntoIterator<Item = Field>) -> Entity {
-    Entity {
-        kind,
-        id: id.to_owned(),
-        fields: fields.into_iter().collect(),
-        custom: Vec::new(),
+    if let Some(help) = &s.help {
+        block.push_str(&format!("help = {}\n", toml_string(help)));
     }
+    Ok(block)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{field, host};
-
-    fn filter(field: &str, op: &str, value: &str) -> Filter {
-        Filter {
-            field: field.to_owned(),
-            op: op.to_owned(),
-            value: value.to_owned(),
-        }
-    }
+    use crate::{
+        FieldDef, FieldType, PluginInfo, action, field, field_def, filter, host, plugin_info,
+        setting,
+    };
 
     fn ids(filters: &[Filter]) -> Vec<String> {
         host::query_all(EntityKind::Deal, filters)
@@ -376,26 +688,6 @@ mod tests {
             .into_iter()
             .map(|e| e.id)
             .collect()
-    }
-
-    #[test]
-    fn instants_parse_like_the_servers_filters() {
-        let day = 86_400_000_000;
-        assert_eq!(parse_instant("1970-01-02"), Some(day));
-        assert_eq!(parse_instant("1970-01-02T00:00:00Z"), Some(day));
-        assert_eq!(parse_instant("1970-01-02T01:00:00+01:00"), Some(day));
-        assert_eq!(parse_instant("1970-01-01T00:00:00.25Z"), Some(250_000));
-        assert_eq!(parse_instant("2024-02-29"), Some(19_782 * day));
-        assert_eq!(parse_instant("123"), Some(123));
-        for bad in [
-            "2023-02-29",
-            "2026-13-01",
-            "2026-01-01T25:00:00Z",
-            "soon",
-            "",
-        ] {
-            assert_eq!(parse_instant(bad), None, "{bad}");
-        }
     }
 
     #[test]
@@ -443,15 +735,283 @@ mod tests {
     }
 
     #[test]
-    fn decimals_compare_exactly() {
-        let check = |a: &str, b: &str, want: Option<Ordering>| {
-            assert_eq!(compare_decimal(a, b), want, "{a} vs {b}");
+    fn events_are_built_from_changes_or_whole_records() {
+        let e = event(
+            EntityKind::Ticket,
+            "t1",
+            Operation::Updated,
+            [change(
+                "priority",
+                value::choice("normal"),
+                value::choice("high"),
+            )],
+        );
+        assert_eq!((e.seq, e.actor.as_str(), e.at), (1, "user:test", 0));
+        assert_eq!(
+            (e.kind, e.id.as_str(), e.op),
+            (EntityKind::Ticket, "t1", Operation::Updated)
+        );
+        assert_eq!(
+            e.changes,
+            [FieldChange {
+                field: "priority".to_owned(),
+                before: value::choice("normal"),
+                after: value::choice("high"),
+            }]
+        );
+
+        let mut deal = entity(
+            EntityKind::Deal,
+            "d1",
+            [
+                field("title", value::text("Acme")),
+                field("owner", value::null()),
+            ],
+        );
+        deal.custom.push(field("tier", value::choice("gold")));
+        let c = created(&deal);
+        assert_eq!((c.op, c.id.as_str()), (Operation::Created, "d1"));
+        assert_eq!(
+            c.changes,
+            [
+                change("title", value::null(), value::text("Acme")),
+                change("custom.tier", value::null(), value::choice("gold")),
+            ],
+            "unset fields are not in the event"
+        );
+        let d = deleted(&deal);
+        assert_eq!(d.op, Operation::Deleted);
+        assert_eq!(
+            d.changes[0],
+            change("title", value::text("Acme"), value::null())
+        );
+    }
+
+    #[test]
+    fn actions_are_picked_out_by_kind() {
+        let actions = vec![
+            action::schedule_keyed("k", 5, "p"),
+            action::create_task("Call", EntityKind::Deal, "d1", None, None),
+            action::update_fields(
+                EntityKind::Deal,
+                "d1",
+                vec![field("stage", value::choice("won"))],
+            ),
+            action::cancel_timer("old"),
+            action::log_interaction("note", "hi", EntityKind::Deal, "d1"),
+            action::schedule(9, "q"),
+            action::create_task("Write", EntityKind::Deal, "d1", Some(3), Some("bo")),
+        ];
+        let at: Vec<i64> = timers(&actions).iter().map(|t| t.at).collect();
+        assert_eq!(at, [5, 9]);
+        let titles: Vec<&str> = tasks(&actions).iter().map(|t| t.title.as_str()).collect();
+        assert_eq!(titles, ["Call", "Write"]);
+        assert_eq!(
+            updates(&actions)[0].fields,
+            [field("stage", value::choice("won"))]
+        );
+        assert_eq!(interactions(&actions)[0].body, "hi");
+        assert_eq!(cancelled_timers(&actions), ["old"]);
+        assert!(tasks(&[]).is_empty());
+    }
+
+    #[test]
+    fn applied_actions_change_the_records_and_come_back_as_events() {
+        let mut deal = entity(
+            EntityKind::Deal,
+            "d1",
+            [
+                field("stage", value::choice("lead")),
+                field("owner", value::text("ana")),
+            ],
+        );
+        deal.custom.push(field("tier", value::choice("gold")));
+        TestHost::default().with_records([deal]).install();
+        let events = apply(
+            &[
+                action::update_fields(
+                    EntityKind::Deal,
+                    "d1",
+                    vec![
+                        field("stage", value::choice("lead")), // unchanged: not in the event
+                        field("owner", value::null()),
+                        field("custom.tier", value::choice("silver")),
+                    ],
+                ),
+                action::move_deal("d1", "won"),
+                action::add_tag(EntityKind::Deal, "d1", "vip"),
+                action::assign_owner(EntityKind::Deal, "d1", "ana"),
+                action::move_deal("d1", "won"), // nothing changes: no event
+                action::create_task("Call", EntityKind::Deal, "d1", Some(7), Some("bo")),
+                action::schedule(3, "d1"),
+            ],
+            "plugin:me",
+            42,
+        );
+        let summary: Vec<(EntityKind, Operation, Vec<&str>)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.kind,
+                    e.op,
+                    e.changes.iter().map(|c| c.field.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    EntityKind::Deal,
+                    Operation::Updated,
+                    vec!["owner", "custom.tier"]
+                ),
+                (EntityKind::Deal, Operation::Updated, vec!["stage"]),
+                (EntityKind::Deal, Operation::Updated, vec!["tags"]),
+                (EntityKind::Deal, Operation::Updated, vec!["owner"]),
+                (
+                    EntityKind::Task,
+                    Operation::Created,
+                    vec!["title", "due_at", "assignee", "deal_id", "created_at"]
+                ),
+            ]
+        );
+        assert!(events.iter().all(|e| e.actor == "plugin:me" && e.at == 42));
+        assert_eq!(events[0].changes[0].before, value::text("ana"));
+        let deal = host::get(EntityKind::Deal, "d1").unwrap().unwrap();
+        assert_eq!(deal.text("stage"), Some("won"));
+        assert_eq!(deal.text("tier"), Some("silver"));
+        assert_eq!(deal.list("tags"), ["vip"]);
+        let tasks = host::query_all(EntityKind::Task, &[filter("deal_id", "eq", "d1")]).unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].datetime("created_at"), Some(42));
+        assert_eq!(tasks[0].id, events[4].id);
+    }
+
+    struct Manifested;
+
+    impl Plugin for Manifested {
+        fn describe() -> PluginInfo {
+            let mut info = plugin_info("Probe \"one\"", "1.2.3", "Does things.\nTwice.");
+            info.subscriptions = vec![EntityKind::Ticket, EntityKind::Deal];
+            info.capabilities.read = vec![EntityKind::Ticket];
+            info.capabilities.actions = vec!["schedule".to_owned()];
+            info.settings = vec![
+                SettingDef {
+                    help: Some("How many.".to_owned()),
+                    ..setting("count", "Count", SettingType::Integer, value::integer(3))
+                },
+                SettingDef {
+                    options: vec!["a".to_owned(), "b".to_owned()],
+                    ..setting("pick", "Pick", SettingType::Choice, value::choice("a"))
+                },
+                setting(
+                    "words",
+                    "Words",
+                    SettingType::TextList,
+                    value::choices(["x"]),
+                ),
+            ];
+            info.fields = vec![FieldDef {
+                computed: true,
+                ..field_def(EntityKind::Deal, "age", "Age", FieldType::Integer)
+            }];
+            info
+        }
+    }
+
+    const MANIFEST: &str = r#"# A probe.
+id = "probe"
+name = "Probe \"one\""
+version = "1.2.3"
+wit = "0.1.0"
+description = "Does things.\nTwice."
+# subscriptions = ["ticket", "deal"]
+
+[capabilities]
+read = ["ticket"]
+actions = ["schedule"]
+
+[[settings]]
+name = "count"
+label = "Count"
+type = "integer"
+default = 3
+help = "How many."
+
+[[settings]]
+name = "pick"
+label = "Pick"
+type = "choice"
+options = ["a", "b"]
+default = "a"
+
+[[settings]]
+name = "words"
+label = "Words"
+type = "text-list"
+default = ["x"]
+"#;
+
+    #[test]
+    fn a_manifest_that_says_what_describe_says_has_no_mismatches() {
+        assert_eq!(
+            manifest_mismatches::<Manifested>("probe", MANIFEST),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn manifest_mismatches_name_what_is_missing() {
+        let check = |manifest: &str, want: &[&str]| {
+            assert_eq!(
+                manifest_mismatches::<Manifested>("probe", manifest),
+                want,
+                "{manifest}"
+            );
         };
-        check("10", "9.99", Some(Ordering::Greater));
-        check("0010.10", "10.1", Some(Ordering::Equal));
-        check("-0", "0", Some(Ordering::Equal));
-        check("-2", "-10", Some(Ordering::Greater));
-        check("-1", "1", Some(Ordering::Less));
-        check("1e3", "1", None);
+        check(
+            &MANIFEST.replace("1.2.3", "1.2.4"),
+            &["the manifest lacks:\nversion = \"1.2.3\"\n"],
+        );
+        check(
+            &MANIFEST.replace("actions = [\"schedule\"]", "actions = []"),
+            &[
+                "the manifest lacks:\n[capabilities]\nread = [\"ticket\"]\nactions = [\"schedule\"]\n",
+            ],
+        );
+        check(
+            &MANIFEST.replace("# subscriptions = [\"ticket\", \"deal\"]\n", ""),
+            &["the manifest lacks:\n# subscriptions = [\"ticket\", \"deal\"]\n"],
+        );
+        let without_words = &MANIFEST[..MANIFEST.rfind("[[settings]]").unwrap()];
+        check(
+            without_words,
+            &[
+                "the manifest has 2 [[settings]] blocks, describe() 3 settings",
+                "the manifest lacks:\n[[settings]]\nname = \"words\"\nlabel = \"Words\"\ntype = \"text-list\"\ndefault = [\"x\"]\n",
+            ],
+        );
+        assert_eq!(
+            manifest_mismatches::<Manifested>("other", MANIFEST),
+            ["the manifest lacks:\nid = \"other\"\n"]
+        );
+
+        struct Bare;
+        impl Plugin for Bare {
+            fn describe() -> PluginInfo {
+                plugin_info("Bare", "0.1.0", "")
+            }
+        }
+        let bare = "id = \"bare\"\nname = \"Bare\"\nversion = \"0.1.0\"\nwit = \"0.1.0\"\n\
+                    description = \"\"\n[capabilities]\nread = []\nactions = []\n";
+        assert_eq!(
+            manifest_mismatches::<Bare>("bare", bare),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            manifest_mismatches::<Bare>("bare", &format!("{bare}# subscriptions = [\"deal\"]\n")),
+            ["the manifest names subscriptions, but describe() has none"]
+        );
     }
 }

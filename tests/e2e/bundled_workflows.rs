@@ -57,8 +57,14 @@ async fn an_unanswered_ticket_is_escalated_when_its_first_response_is_overdue() 
         !t["first_response_due"].is_null()
     })
     .await;
-    assert_eq!(time(&t["first_response_due"]), start_time() + Duration::hours(4));
-    assert_eq!(time(&t["resolution_due"]), start_time() + Duration::hours(24));
+    assert_eq!(
+        time(&t["first_response_due"]),
+        start_time() + Duration::hours(4)
+    );
+    assert_eq!(
+        time(&t["resolution_due"]),
+        start_time() + Duration::hours(24)
+    );
     let d = idle(&s, "sla-escalation").await;
     assert_eq!(d["pending_timers"], 2, "{d}");
 
@@ -141,9 +147,11 @@ async fn a_quiet_deal_gets_one_follow_up_per_stale_period() {
 
     // Day 15: the quiet deal is stale, the busy one is not.
     clock.advance(Duration::days(5));
-    wait_for(&s, &format!("/api/v1/tasks?deal_id={quiet}&limit=10"), |p| {
-        p["items"].as_array().is_some_and(|a| a.len() == 1)
-    })
+    wait_for(
+        &s,
+        &format!("/api/v1/tasks?deal_id={quiet}&limit=10"),
+        |p| p["items"].as_array().is_some_and(|a| a.len() == 1),
+    )
     .await;
     let task = &linked(&s, "tasks", "deal_id", &quiet).await[0];
     assert_eq!(task["assignee"], "olga");
@@ -163,7 +171,10 @@ async fn a_quiet_deal_gets_one_follow_up_per_stale_period() {
 
     // A won deal is left alone.
     let (status, body) = s
-        .patch(&format!("/api/v1/deals/{quiet}"), &json!({ "stage": "won" }))
+        .patch(
+            &format!("/api/v1/deals/{quiet}"),
+            &json!({ "stage": "won" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     idle(&s, "stale-deals").await;

@@ -332,6 +332,336 @@ fn the_dev_loop_runs_validate_and_compute_fields() {
         out.contains("d1:\n  days_in_stage = 3\n  deal_age_days = 22"),
         "{out}"
     );
-    let err = run("on-event").unwrap_err();
+    let err = run("on-events").unwrap_err();
     assert!(err.contains("compute-fields"), "{err}");
+}
+
+/// Runs `hook` of a bundled (or test) plugin's wasm against `sample` through the dev loop.
+fn devloop(file: &str, hook: &str, sample: &str) -> Result<String, String> {
+    let name = file.trim_end_matches(".wasm");
+    kith_host::plugin::devloop::run(&wasm(file), name, hook, sample)
+}
+
+/// The lines of a dev-loop report before its timing line, which varies.
+fn result_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .take_while(|l| !l.starts_with("time "))
+        .collect()
+}
+
+#[test]
+fn the_dev_loop_runs_on_event_with_the_sla_plugin() {
+    let ticket = r#"{ "kind": "ticket", "id": "t1", "fields": {
+        "subject": "Printer on fire", "status": "open", "priority": "high",
+        "created_at": "2026-11-23T12:00:00Z" } }"#;
+    let sample = format!(
+        r#"{{
+        "now": "2026-11-23T12:00:01Z",
+        "event": {{ "kind": "ticket", "id": "t1", "op": "created", "actor": "api",
+            "at": "2026-11-23T12:00:00Z",
+            "changes": [
+                {{ "field": "subject", "before": null, "after": "Printer on fire" }},
+                {{ "field": "status", "before": null, "after": "open" }},
+                {{ "field": "priority", "before": null, "after": "high" }}
+            ] }},
+        "records": [ {ticket} ]
+    }}"#
+    );
+    let out = devloop("kith_plugin_sla_escalation.wasm", "on-event", &sample).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        [
+            "update-fields ticket t1: first_response_due = 2026-11-23T16:00:00Z, resolution_due = 2026-11-24T12:00:00Z",
+            "schedule at 2026-11-23T16:00:00Z key frt:t1 payload \"t1\"",
+        ],
+        "{out}"
+    );
+    assert!(out.contains(" host calls\n"), "{out}");
+
+    // Settings apply; a deleted ticket's check is cancelled.
+    let deleted = r#"{ "settings": { "first_response_minutes_high": 30 },
+        "event": { "kind": "ticket", "id": "t1", "op": "deleted" } }"#;
+    let out = devloop("kith_plugin_sla_escalation.wasm", "on-event", deleted).unwrap();
+    assert_eq!(result_lines(&out), ["cancel-timer frt:t1"], "{out}");
+
+    // An event of a kind the plugin does not subscribe to: said, and nothing done.
+    let contact = r#"{ "event": { "kind": "contact", "id": "c1", "op": "updated" } }"#;
+    let out = devloop("kith_plugin_sla_escalation.wasm", "on-event", contact).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        [
+            "warning: the plugin does not subscribe to contact events (describe().subscriptions), so the server would not call on-event with this one",
+            "(no actions)",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn the_dev_loop_runs_on_timer_with_the_sla_plugin() {
+    let sample = |extra: &str| {
+        format!(
+            r#"{{
+            "now": "2026-11-23T17:01:00Z",
+            "payload": "t1",
+            "due": "2026-11-23T17:00:00Z",
+            "records": [ {{ "kind": "ticket", "id": "t1", "fields": {{
+                "subject": "Printer on fire", "status": "open", "priority": "normal",
+                "assignee": "sam", "created_at": "2026-11-23T09:00:00Z",
+                "first_response_due": "2026-11-23T17:00:00Z",
+                "resolution_due": "2026-11-26T09:00:00Z" {extra} }} }} ]
+        }}"#
+        )
+    };
+    let out = devloop("kith_plugin_sla_escalation.wasm", "on-timer", &sample("")).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        [
+            "update-fields ticket t1: priority = high, first_response_due = 2026-11-23T21:01:00Z, resolution_due = 2026-11-24T17:01:00Z",
+            "schedule at 2026-11-23T21:01:00Z key frt:t1 payload \"t1\"",
+            "create-task \"First response overdue: Printer on fire\" on ticket t1, due 2026-11-23T17:31:00Z, for sam",
+            "log-interaction note \"SLA escalation\" on ticket t1: \"No first response by 2026-11-23 17:00 UTC, the normal-priority target. Priority raised from normal to high; first response now due by 2026-11-23 21:01 UTC. Task created for sam.\"",
+            "log [Level::Info] escalating ticket t1 (normal -> high)",
+        ],
+        "{out}"
+    );
+    // Answered in time: nothing to do.
+    let answered = sample(r#", "first_response_at": "2026-11-23T16:00:00Z""#);
+    let out = devloop("kith_plugin_sla_escalation.wasm", "on-timer", &answered).unwrap();
+    assert_eq!(result_lines(&out), ["(no actions)"], "{out}");
+}
+
+/// Won and lost deal records for the win-loss report.
+fn deal(id: &str, status: &str, closed_at: &str, amount: &str, extra: &str) -> String {
+    format!(
+        r#"{{ "kind": "deal", "id": "{id}", "fields": {{ "title": "Deal {id}", "stage": "{status}",
+            "status": "{status}", "closed_at": "{closed_at}", "amount": "{amount}",
+            "currency": "EUR", "created_at": "2025-06-01T00:00:00Z" {extra} }} }}"#
+    )
+}
+
+#[test]
+fn the_dev_loop_runs_a_report_with_sample_records() {
+    let records = [
+        deal("d1", "won", "2026-01-10T10:00:00Z", "1000", ""),
+        deal("d2", "won", "2026-02-05T10:00:00Z", "500.50", ""),
+        deal(
+            "d3",
+            "lost",
+            "2026-02-20T10:00:00Z",
+            "200",
+            r#", "lost_reason": "price""#,
+        ),
+        deal(
+            "d4",
+            "lost",
+            "2026-03-01T00:00:00Z",
+            "50",
+            r#", "lost_reason": "timing""#,
+        ),
+        // Before `from`, and still open: not counted.
+        deal("d5", "won", "2025-12-31T23:59:59Z", "9999", ""),
+        r#"{ "kind": "deal", "id": "d6", "fields": { "title": "Open", "stage": "proposal", "status": "open" } }"#.to_owned(),
+    ]
+    .join(",");
+    let sample = format!(
+        r#"{{ "now": "2026-11-23T12:00:00Z", "parameters": {{ "from": "2026-01-01" }}, "records": [{records}] }}"#
+    );
+    let out = devloop("kith_plugin_win_loss.wasm", "run-report", &sample).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        [
+            "report summary (Win/loss)",
+            "parameters: from = 2026-01-01, to = \"\", by = month, pipeline = \"\"",
+            "Month    Won  Lost  Win rate (%)  Won amount (EUR)  Lost amount (EUR)",
+            "-------  ---  ----  ------------  ----------------  -----------------",
+            "2026-01    1     0         100.0           1000.00                  0",
+            "2026-02    1     1          50.0            500.50                200",
+            "2026-03    0     1           0.0              0.00                 50",
+            "chart: bar of won, lost by month",
+        ],
+        "{out}"
+    );
+
+    let by_reason = format!(
+        r#"{{ "report": "summary", "parameters": {{ "by": "lost_reason", "to": "2026-12-31" }}, "records": [{records}] }}"#
+    );
+    let out = devloop("kith_plugin_win_loss.wasm", "run-report", &by_reason).unwrap();
+    assert_eq!(
+        result_lines(&out)[2..],
+        [
+            "Lost reason  Lost  Share of losses (%)  Lost amount (EUR)",
+            "-----------  ----  -------------------  -----------------",
+            "price           1                 50.0                200",
+            "timing          1                 50.0                 50",
+            "chart: pie of lost by lost_reason",
+        ],
+        "{out}"
+    );
+
+    // More deals than one page of `query`: the report follows the cursor to the end.
+    let many: Vec<String> = (0..1_234)
+        .map(|i| {
+            let status = if i % 3 == 0 { "lost" } else { "won" };
+            deal(&format!("m{i}"), status, "2026-05-01T00:00:00Z", "1", "")
+        })
+        .collect();
+    let sample = format!(
+        r#"{{ "parameters": {{ "by": "total" }}, "records": [{}] }}"#,
+        many.join(",")
+    );
+    let out = devloop("kith_plugin_win_loss.wasm", "run-report", &sample).unwrap();
+    assert_eq!(
+        result_lines(&out)[4],
+        "All closed deals  822   412          66.6               822                412",
+        "{out}"
+    );
+}
+
+#[test]
+fn the_dev_loop_flags_actions_the_plugin_did_not_declare_and_reports_its_errors() {
+    // The probe returns a create-task it leaves out of describe() on purpose.
+    let created = r#"{ "now": "2026-11-23T12:00:00Z",
+        "event": { "kind": "contact", "id": "c1", "op": "created",
+            "changes": [ { "field": "first_name", "before": null, "after": "Ada" } ] } }"#;
+    let out = devloop("kith_test_workflow.wasm", "on-event", created).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        [
+            "create-task \"Welcome Ada\" on contact c1, due 2026-11-24T12:00:00Z, unassigned",
+            "  warning: create-task needs the action:create-task capability, which describe() does not declare; the server would refuse the whole call",
+            "add-tag contact c1 \"welcomed\"",
+            "schedule at 2026-11-23T12:01:00Z key welcome:c1 payload \"c1\"",
+        ],
+        "{out}"
+    );
+    let failing = r#"{ "settings": { "fail_first_name": "Ada" },
+        "event": { "kind": "contact", "id": "c1", "op": "created",
+            "changes": [ { "field": "first_name", "after": "Ada" } ] } }"#;
+    let err = devloop("kith_test_workflow.wasm", "on-event", failing).unwrap_err();
+    assert_eq!(
+        err,
+        "plugin kith_test_workflow: on-event reported an error: asked to fail on contacts named Ada"
+    );
+}
+
+#[test]
+fn the_dev_loop_names_what_is_wrong_with_a_sample() {
+    let check = |file: &str, hook: &str, sample: &str, expected: &str| {
+        let err = devloop(file, hook, sample).expect_err(sample);
+        assert_eq!(err, expected, "{hook} {sample}");
+    };
+    let sla = "kith_plugin_sla_escalation.wasm";
+    let win_loss = "kith_plugin_win_loss.wasm";
+    check(
+        sla,
+        "on-event",
+        "{}",
+        "on-event needs \"event\": { \"kind\", \"id\", \"op\", \"changes\", ... }",
+    );
+    check(
+        sla,
+        "on-event",
+        r#"{ "event": { "kind": "ticket", "id": "t1", "op": "edited" } }"#,
+        "event: \"op\" must be created, updated or deleted",
+    );
+    check(
+        sla,
+        "on-event",
+        r#"{ "event": { "kind": "ticket", "id": "t1", "op": "updated",
+            "changes": [ { "field": "first_response_due", "after": "tomorrow" } ] } }"#,
+        "event: changes[0]: first_response_due: after: 'tomorrow' is not a date-time (expected RFC 3339, such as 2026-03-01T09:30:00Z)",
+    );
+    check(
+        sla,
+        "on-event",
+        r#"{ "event": { "kind": "ticket", "id": "t1", "op": "created" },
+             "records": [ { "kind": "ticket", "id": "t1", "fields": { "colour": "red" } } ] }"#,
+        "records[0]: ticket has no field 'colour'",
+    );
+    check(
+        sla,
+        "on-timer",
+        r#"{ "due": "2026-11-23T12:00:00Z" }"#,
+        "on-timer needs \"payload\": the text the timer was scheduled with",
+    );
+    check(
+        sla,
+        "on-timer",
+        r#"{ "payload": "t1", "due": "noon" }"#,
+        "due: 'noon' is not a date-time (expected RFC 3339, such as 2026-03-01T09:30:00Z)",
+    );
+    check(
+        sla,
+        "run-report",
+        "{}",
+        "the plugin declares no reports (describe().reports)",
+    );
+    check(
+        win_loss,
+        "run-report",
+        r#"{ "report": "funnel" }"#,
+        "the plugin has no report 'funnel' (it declares: summary)",
+    );
+    check(
+        win_loss,
+        "run-report",
+        r#"{ "parameters": { "since": "2026-01-01" } }"#,
+        "parameters: report summary takes no parameter 'since' (it takes: from, to, by, pipeline)",
+    );
+    check(
+        win_loss,
+        "run-report",
+        r#"{ "parameters": { "by": "week" } }"#,
+        "parameters: by: expected one of month, source, owner, lost_reason, total, got \"week\"",
+    );
+    check(
+        win_loss,
+        "run-report",
+        r#"{ "parameters": { "from": "01/02/2026" } }"#,
+        "plugin kith_plugin_win_loss: run-report reported an error: from: '01/02/2026' is not a date (YYYY-MM-DD)",
+    );
+    check(
+        win_loss,
+        "run-report",
+        "{ \"parameters\": ",
+        "the input is not valid JSON: EOF while parsing a value at line 1 column 16",
+    );
+}
+
+#[test]
+fn the_dev_loop_feeds_query_from_records_for_on_timer() {
+    // Stale deals reads the deal's interactions and tasks through `query` (deal_id eq ...):
+    // only d1's count, so d1 is stale, and d2's recent call makes no difference to it.
+    let sample = |interaction_deal: &str| {
+        format!(
+            r#"{{
+            "now": "2026-11-23T12:00:00Z",
+            "payload": "d1",
+            "records": [
+                {{ "kind": "deal", "id": "d1", "fields": {{ "title": "Pilot", "stage": "proposal",
+                    "status": "open", "owner": "sam", "created_at": "2026-10-01T09:00:00Z" }} }},
+                {{ "kind": "interaction", "id": "i1", "fields": {{ "kind": "call",
+                    "deal_id": "d1", "occurred_at": "2026-11-01T09:00:00Z" }} }},
+                {{ "kind": "interaction", "id": "i2", "fields": {{ "kind": "call",
+                    "deal_id": "{interaction_deal}", "occurred_at": "2026-11-20T09:00:00Z" }} }}
+            ]
+        }}"#
+        )
+    };
+    let out = devloop("kith_plugin_stale_deals.wasm", "on-timer", &sample("d2")).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        [
+            "create-task \"Follow up: Pilot\" on deal d1, due 2026-11-24T12:00:00Z, for sam",
+            "schedule at 2026-12-07T12:00:00Z key stale:d1 payload \"d1\"",
+        ],
+        "{out}"
+    );
+    let out = devloop("kith_plugin_stale_deals.wasm", "on-timer", &sample("d1")).unwrap();
+    assert_eq!(
+        result_lines(&out),
+        ["schedule at 2026-12-04T09:00:00Z key stale:d1 payload \"d1\""],
+        "{out}"
+    );
 }

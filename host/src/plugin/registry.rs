@@ -216,6 +216,8 @@ pub struct PluginView {
     pub reports: Vec<String>,
     /// Kinds it validates.
     pub validates: Vec<EntityKind>,
+    /// Kinds whose events it receives as a workflow (see `/plugins/{id}/delivery`).
+    pub subscriptions: Vec<EntityKind>,
     /// Call statistics.
     pub metrics: MetricsView,
     /// The limits its calls run under.
@@ -1445,6 +1447,9 @@ fn view_of(a: &Active) -> PluginView {
             .unwrap_or_default(),
         validates: info
             .map(|i| i.validates.iter().map(|k| kind_from_wit(*k)).collect())
+            .unwrap_or_default(),
+        subscriptions: info
+            .map(|i| i.subscriptions.iter().map(|k| kind_from_wit(*k)).collect())
             .unwrap_or_default(),
         metrics: MetricsView {
             calls: h.calls,

@@ -69,6 +69,7 @@
 //! react to, and its own due-time updates can never reschedule anything.
 
 use kith_sdk::host;
+use kith_sdk::time::{self, MINUTE};
 use kith_sdk::{
     Action, EntityExt, EntityKind, Event, FieldChange, FieldValue, Level, NewInteraction,
     Operation, Plugin, PluginInfo, SettingDef, SettingType, Settings, Timestamp, action, field,
@@ -83,9 +84,6 @@ pub const PLUGIN_ID: &str = "sla-escalation";
 
 /// The actor of the events this plugin's own actions cause.
 const OWN_ACTOR: &str = "plugin:sla-escalation";
-
-/// Timestamps are microseconds since the Unix epoch.
-const MINUTE_MICROS: i64 = 60_000_000;
 
 /// Priorities from lowest to highest, with their default first-response and resolution
 /// targets in minutes.
@@ -245,7 +243,7 @@ impl Targets {
             settings
                 .integer(&target_setting(kind, priority))
                 .filter(|m| *m > 0)
-                .map(|m| m.saturating_mul(MINUTE_MICROS))
+                .map(|m| m.saturating_mul(MINUTE))
         };
         Targets {
             first_response: minutes("first_response"),
@@ -427,7 +425,7 @@ fn escalate(ticket: &kith_sdk::Entity, due: Timestamp, now: Timestamp) -> Vec<Ac
             .integer(TASK_DUE_MINUTES)
             .unwrap_or(30)
             .max(0)
-            .saturating_mul(MINUTE_MICROS),
+            .saturating_mul(MINUTE),
     );
     let for_whom = match assignee {
         Some(a) => format!("Task created for {a}."),
@@ -492,28 +490,8 @@ fn escalate(ticket: &kith_sdk::Entity, due: Timestamp, now: Timestamp) -> Vec<Ac
 
 /// A time for people to read: `2026-03-01 09:30 UTC`.
 fn format_time(t: Timestamp) -> String {
-    let secs = t.div_euclid(1_000_000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rest / 3_600,
-        rest % 3_600 / 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let (hour, minute, _) = time::time_of_day(t);
+    format!("{} {hour:02}:{minute:02} UTC", time::format_date(t))
 }
 
 kith_sdk::register_plugin!(SlaEscalation);

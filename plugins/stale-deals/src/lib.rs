@@ -35,9 +35,10 @@
 //! ignores every event whose actor is `plugin:stale-deals`, so it never reacts to itself.
 
 use kith_sdk::host;
+use kith_sdk::time::{DAY, HOUR, MINUTE};
 use kith_sdk::{
-    Action, Entity, EntityExt, EntityKind, Event, FieldValue, Filter, Operation, Plugin,
-    PluginInfo, SettingDef, SettingType, Settings, Timestamp, action, plugin_info, setting, value,
+    Action, Entity, EntityExt, EntityKind, Event, FieldValue, Operation, Plugin, PluginInfo,
+    SettingDef, SettingType, Settings, Timestamp, action, filter, plugin_info, setting, value,
 };
 
 /// The plugin.
@@ -49,10 +50,6 @@ pub const PLUGIN_ID: &str = "stale-deals";
 /// The actor of the events this plugin's own actions cause.
 const OWN_ACTOR: &str = "plugin:stale-deals";
 
-/// Timestamps are microseconds since the Unix epoch.
-const HOUR_MICROS: i64 = 3_600_000_000;
-const DAY_MICROS: i64 = 24 * HOUR_MICROS;
-
 /// How the follow-up tasks' titles start; a task on the deal titled like this is a follow-up.
 const FOLLOW_UP_PREFIX: &str = "Follow up: ";
 
@@ -60,7 +57,7 @@ const FOLLOW_UP_PREFIX: &str = "Follow up: ";
 /// last check created was stored a moment after that check's `now`, so the next check, set
 /// exactly one period after `now`, would otherwise find the deal due a few milliseconds
 /// later and have to come back for it.
-const GRACE_MICROS: i64 = 60_000_000;
+const GRACE_MICROS: i64 = MINUTE;
 
 const STALE_DAYS: &str = "stale_days";
 const TASK_DUE_HOURS: &str = "task_due_hours";
@@ -139,12 +136,12 @@ impl Plugin for StaleDeals {
                         &format!("{FOLLOW_UP_PREFIX}{title}"),
                         EntityKind::Deal,
                         id,
-                        Some(now.saturating_add(due_hours.saturating_mul(HOUR_MICROS))),
+                        Some(now.saturating_add(due_hours.saturating_mul(HOUR))),
                         deal.text("owner"),
                     ),
                     action::schedule_keyed(
                         &timer_key(id),
-                        now.saturating_add(stale_period(&settings).unwrap_or(DAY_MICROS)),
+                        now.saturating_add(stale_period(&settings).unwrap_or(DAY)),
                         id,
                     ),
                 ]
@@ -174,7 +171,7 @@ fn stale_period(settings: &Settings) -> Option<i64> {
     settings
         .integer(STALE_DAYS)
         .filter(|d| *d > 0)
-        .map(|d| d.saturating_mul(DAY_MICROS))
+        .map(|d| d.saturating_mul(DAY))
 }
 
 /// Decides from the deal as it is now, its interactions and its follow-up tasks.
@@ -185,7 +182,7 @@ fn plan(deal: &Entity, settings: &Settings, now: Timestamp) -> Result<Plan, Stri
     if deal.text("status").unwrap_or("open") != "open" {
         return Ok(Plan::Stop);
     }
-    let linked = [eq("deal_id", &deal.id)];
+    let linked = [filter("deal_id", "eq", &deal.id)];
     let ignored = settings.list(IGNORED_KINDS);
     let last_interaction = host::query_all(EntityKind::Interaction, &linked)?
         .iter()
@@ -246,14 +243,6 @@ fn deals_of_interaction(event: &Event) -> Result<Vec<String>, String> {
     }
     deals.dedup();
     Ok(deals)
-}
-
-fn eq(field: &str, value: &str) -> Filter {
-    Filter {
-        field: field.to_owned(),
-        op: "eq".to_owned(),
-        value: value.to_owned(),
-    }
 }
 
 kith_sdk::register_plugin!(StaleDeals);

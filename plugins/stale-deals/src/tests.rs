@@ -1,16 +1,15 @@
 //! Native tests of the stale-deal rules against `kith_sdk::testing::TestHost`: when the check
 //! is set, the follow-up task and its period, rescheduling after activity, and closed deals.
 
-use kith_sdk::testing::{self, TestHost, entity, parse_instant};
+use kith_sdk::testing::{self, TestHost, change, entity, parse_instant};
+use kith_sdk::time::{DAY, HOUR};
 use kith_sdk::{
-    Action, Entity, EntityKind, Event, FieldChange, FieldValue, Filter, Operation, Plugin,
-    SettingType, WIT_VERSION, action, field, value,
+    Action, Entity, EntityKind, Event, FieldChange, FieldValue, Operation, Plugin, SettingType,
+    action, field, filter, value,
 };
 
-use super::StaleDeals;
+use super::{PLUGIN_ID, StaleDeals};
 
-const DAY: i64 = 86_400_000_000;
-const HOUR: i64 = 3_600_000_000;
 const NULL: FieldValue = FieldValue::Null;
 
 /// 2026-03-20 12:00 UTC: "now" in these tests.
@@ -67,32 +66,23 @@ fn install(records: Vec<Entity>) {
         .install();
 }
 
-fn event(
-    kind: EntityKind,
-    id: &str,
-    op: Operation,
-    changes: Vec<(&str, FieldValue, FieldValue)>,
-) -> Event {
+/// An event by bo, now.
+fn event(kind: EntityKind, id: &str, op: Operation, changes: Vec<FieldChange>) -> Event {
     Event {
-        seq: 7,
-        kind,
-        id: id.to_owned(),
-        op,
-        changes: changes
-            .into_iter()
-            .map(|(f, before, after)| FieldChange {
-                field: f.to_owned(),
-                before,
-                after,
-            })
-            .collect(),
         actor: "user:bo".to_owned(),
         at: now(),
+        ..testing::event(kind, id, op, changes)
     }
 }
 
-fn deal_updated(changes: Vec<(&str, FieldValue, FieldValue)>) -> Event {
-    event(EntityKind::Deal, "d1", Operation::Updated, changes)
+/// Bo changing one field of deal d1.
+fn deal_changed(field: &str, before: FieldValue, after: FieldValue) -> Event {
+    event(
+        EntityKind::Deal,
+        "d1",
+        Operation::Updated,
+        vec![change(field, before, after)],
+    )
 }
 
 fn on_event(e: &Event) -> Vec<Action> {
@@ -123,15 +113,11 @@ fn follow_up(at: i64, owner: Option<&str>) -> Action {
 fn a_new_deal_is_checked_one_stale_period_after_its_creation() {
     let d = deal("d1", vec![("created_at", value::datetime(now()))]);
     install(vec![d.clone()]);
-    let created = event(
-        EntityKind::Deal,
-        "d1",
-        Operation::Created,
-        d.fields
-            .iter()
-            .map(|f| (f.name.as_str(), NULL, f.value.clone()))
-            .collect(),
-    );
+    let created = Event {
+        actor: "user:bo".to_owned(),
+        at: now(),
+        ..testing::created(&d)
+    };
     assert_eq!(on_event(&created), vec![check_at("d1", now() + 14 * DAY)]);
 }
 
@@ -142,11 +128,11 @@ fn the_stale_period_is_a_setting() {
         .with_records([deal("d1", vec![]), interaction("i1", "d1", "call", 10)])
         .install();
     assert_eq!(
-        on_event(&deal_updated(vec![(
+        on_event(&deal_changed(
             "amount",
             value::money("10"),
             value::money("20")
-        )])),
+        )),
         vec![check_at("d1", now() - 10 * DAY + 45 * DAY)]
     );
 }
@@ -158,11 +144,11 @@ fn a_deal_already_stale_when_it_changes_is_checked_at_once() {
         interaction("i1", "d1", "call", 20),
     ]);
     assert_eq!(
-        on_event(&deal_updated(vec![(
+        on_event(&deal_changed(
             "stage",
             value::choice("qualified"),
             value::choice("proposal")
-        )])),
+        )),
         vec![check_at("d1", now())]
     );
 }
@@ -172,11 +158,11 @@ fn won_lost_and_deleted_deals_cancel_the_check() {
     for status in ["won", "lost"] {
         install(vec![deal("d1", vec![("status", value::choice(status))])]);
         assert_eq!(
-            on_event(&deal_updated(vec![(
+            on_event(&deal_changed(
                 "status",
                 value::choice("open"),
                 value::choice(status)
-            )])),
+            )),
             vec![action::cancel_timer("stale:d1")],
             "{status}"
         );
@@ -187,7 +173,7 @@ fn won_lost_and_deleted_deals_cancel_the_check() {
         EntityKind::Deal,
         "d1",
         Operation::Deleted,
-        vec![("title", value::text("Acme renewal"), NULL)],
+        vec![change("title", value::text("Acme renewal"), NULL)],
     );
     assert_eq!(on_event(&deleted), vec![action::cancel_timer("stale:d1")]);
 }
@@ -204,9 +190,9 @@ fn interactions_reschedule_the_deal_they_belong_to() {
         "i1",
         Operation::Created,
         vec![
-            ("kind", NULL, value::choice("call")),
-            ("deal_id", NULL, value::reference("d1")),
-            ("occurred_at", NULL, value::datetime(now() - 2 * DAY)),
+            change("kind", NULL, value::choice("call")),
+            change("deal_id", NULL, value::reference("d1")),
+            change("occurred_at", NULL, value::datetime(now() - 2 * DAY)),
         ],
     );
     assert_eq!(
@@ -224,7 +210,11 @@ fn interactions_reschedule_the_deal_they_belong_to() {
         EntityKind::Interaction,
         "i1",
         Operation::Updated,
-        vec![("deal_id", value::reference("d1"), value::reference("d2"))],
+        vec![change(
+            "deal_id",
+            value::reference("d1"),
+            value::reference("d2"),
+        )],
     );
     assert_eq!(
         on_event(&moved),
@@ -242,7 +232,7 @@ fn a_re_dated_interaction_reschedules_its_deal_and_other_edits_do_not() {
         EntityKind::Interaction,
         "i1",
         Operation::Updated,
-        vec![(
+        vec![change(
             "occurred_at",
             value::datetime(now() - 9 * DAY),
             value::datetime(now() - DAY),
@@ -253,7 +243,7 @@ fn a_re_dated_interaction_reschedules_its_deal_and_other_edits_do_not() {
         EntityKind::Interaction,
         "i1",
         Operation::Updated,
-        vec![("body", value::text("hi"), value::text("hello"))],
+        vec![change("body", value::text("hi"), value::text("hello"))],
     );
     assert_eq!(on_event(&body), vec![]);
 }
@@ -270,8 +260,8 @@ fn a_deleted_interaction_no_longer_counts() {
         "i1",
         Operation::Deleted,
         vec![
-            ("deal_id", value::reference("d1"), NULL),
-            ("occurred_at", value::datetime(now() - DAY), NULL),
+            change("deal_id", value::reference("d1"), NULL),
+            change("occurred_at", value::datetime(now() - DAY), NULL),
         ],
     );
     assert_eq!(on_event(&deleted), vec![check_at("d1", now())]);
@@ -285,8 +275,8 @@ fn interactions_without_a_deal_and_other_kinds_are_ignored() {
         "i9",
         Operation::Created,
         vec![
-            ("kind", NULL, value::choice("call")),
-            ("contact_id", NULL, value::reference("c1")),
+            change("kind", NULL, value::choice("call")),
+            change("contact_id", NULL, value::reference("c1")),
         ],
     );
     assert_eq!(on_event(&contact_call), vec![]);
@@ -294,7 +284,11 @@ fn interactions_without_a_deal_and_other_kinds_are_ignored() {
         EntityKind::Ticket,
         "t1",
         Operation::Updated,
-        vec![("status", value::choice("open"), value::choice("closed"))],
+        vec![change(
+            "status",
+            value::choice("open"),
+            value::choice("closed"),
+        )],
     );
     assert_eq!(on_event(&ticket), vec![]);
 }
@@ -306,7 +300,7 @@ fn an_interaction_on_a_deal_deleted_since_is_ignored() {
         EntityKind::Interaction,
         "i1",
         Operation::Created,
-        vec![("deal_id", NULL, value::reference("d1"))],
+        vec![change("deal_id", NULL, value::reference("d1"))],
     );
     assert_eq!(on_event(&created), vec![]);
     assert_eq!(on_timer(now()), vec![]);
@@ -318,18 +312,18 @@ fn its_own_events_are_ignored() {
         deal("d1", vec![]),
         interaction("i1", "d1", "call", 20),
     ]);
-    let mut e = deal_updated(vec![(
+    let mut e = deal_changed(
         "stage",
         value::choice("qualified"),
         value::choice("proposal"),
-    )]);
+    );
     e.actor = "plugin:stale-deals".to_owned();
     assert_eq!(on_event(&e), vec![]);
     let mut task_created = event(
         EntityKind::Task,
         "k1",
         Operation::Created,
-        vec![("deal_id", NULL, value::reference("d1"))],
+        vec![change("deal_id", NULL, value::reference("d1"))],
     );
     assert_eq!(on_event(&task_created), vec![]);
     task_created.actor = "plugin:stale-deals".to_owned();
@@ -353,19 +347,16 @@ fn a_stale_deal_gets_a_follow_up_task_for_its_owner_and_a_next_check() {
             check_at("d1", now() + 14 * DAY)
         ]
     );
-    let queries = TestHost::queries();
-    let filter = Filter {
-        field: "deal_id".to_owned(),
-        op: "eq".to_owned(),
-        value: "d1".to_owned(),
-    };
-    let asked: Vec<(EntityKind, Vec<Filter>)> =
-        queries.into_iter().map(|q| (q.kind, q.filters)).collect();
+    let asked: Vec<_> = TestHost::queries()
+        .into_iter()
+        .map(|q| (q.kind, q.filters))
+        .collect();
+    let by_deal = filter("deal_id", "eq", "d1");
     assert_eq!(
         asked,
         vec![
-            (EntityKind::Interaction, vec![filter.clone()]),
-            (EntityKind::Task, vec![filter]),
+            (EntityKind::Interaction, vec![by_deal.clone()]),
+            (EntityKind::Task, vec![by_deal]),
         ],
         "the deal's interactions and tasks are read through indexed filters"
     );
@@ -467,11 +458,11 @@ fn a_recent_follow_up_task_holds_off_the_next_one() {
     assert_eq!(on_timer(now()), vec![check_at("d1", now() + 9 * DAY)]);
     // Nor does a deal update in between bring the check forward.
     assert_eq!(
-        on_event(&deal_updated(vec![(
+        on_event(&deal_changed(
             "amount",
             value::money("1"),
             value::money("2")
-        )])),
+        )),
         vec![check_at("d1", now() + 9 * DAY)]
     );
 
@@ -485,38 +476,16 @@ fn a_recent_follow_up_task_holds_off_the_next_one() {
 /// Stores the tasks among `actions` in the test host as the server would: a moment after
 /// `now`.
 fn store_tasks(actions: &[Action], now: i64) {
-    testing::with(|h| {
-        for a in actions {
-            if let Action::CreateTask(t) = a {
-                let id = format!("k{}", h.records.len());
-                h.records.push(entity(
-                    EntityKind::Task,
-                    &id,
-                    [
-                        field("title", value::text(t.title.as_str())),
-                        field("deal_id", value::reference(t.linked_id.as_str())),
-                        field("created_at", value::datetime(now + 5_000)),
-                    ],
-                ));
-            }
-        }
-    });
+    testing::apply(actions, "plugin:stale-deals", now + 5_000);
 }
 
 fn next_check(actions: &[Action]) -> i64 {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Schedule(t) => {
-                assert_eq!(
-                    (t.key.as_deref(), t.payload.as_str()),
-                    (Some("stale:d1"), "d1")
-                );
-                Some(t.at)
-            }
-            _ => None,
-        })
-        .expect("a next check")
+    let timer = *testing::timers(actions).first().expect("a next check");
+    assert_eq!(
+        (timer.key.as_deref(), timer.payload.as_str()),
+        (Some("stale:d1"), "d1")
+    );
+    timer.at
 }
 
 #[test]
@@ -526,18 +495,14 @@ fn one_task_per_stale_period_when_nothing_happens() {
     let mut task_days = Vec::new();
     for _ in 0..4 {
         let actions = on_timer(at);
-        if actions.iter().any(|a| matches!(a, Action::CreateTask(_))) {
+        if !testing::tasks(&actions).is_empty() {
             task_days.push((at - now()) / DAY);
         }
         store_tasks(&actions, at);
         let next = next_check(&actions);
         // A deal edit halfway to the next check leaves it where it is (give or take the
         // moment between the check and the task's creation).
-        let edit = deal_updated(vec![(
-            "title",
-            value::text("Acme"),
-            value::text("Acme renewal"),
-        )]);
+        let edit = deal_changed("title", value::text("Acme"), value::text("Acme renewal"));
         let again = StaleDeals::on_event(&edit, next - 7 * DAY).expect("on_event succeeds");
         assert!((next_check(&again) - next).abs() < 60_000_000, "{again:?}");
         // The check fires right on time: the task stored a moment after the last check must
@@ -554,11 +519,11 @@ fn zero_days_turns_the_checks_off() {
         .with_records([deal("d1", vec![])])
         .install();
     assert_eq!(
-        on_event(&deal_updated(vec![(
+        on_event(&deal_changed(
             "amount",
             value::money("1"),
             value::money("2")
-        )])),
+        )),
         vec![action::cancel_timer("stale:d1")]
     );
     assert_eq!(on_timer(now()), vec![]);
@@ -601,65 +566,16 @@ fn describe_declares_the_settings_subscriptions_and_capabilities() {
     );
 }
 
-fn kind_name(k: EntityKind) -> &'static str {
-    match k {
-        EntityKind::Contact => "contact",
-        EntityKind::Company => "company",
-        EntityKind::Deal => "deal",
-        EntityKind::Ticket => "ticket",
-        EntityKind::Interaction => "interaction",
-        EntityKind::Task => "task",
-    }
-}
-
 /// The manifest is what an admin reviews before install, and the host refuses a plugin whose
-/// `describe` disagrees with it. The SDK has no TOML parser, so this renders what the manifest
-/// should say and looks for it verbatim.
+/// `describe` disagrees with it.
 #[test]
 fn the_manifest_matches_describe() {
     let manifest = include_str!("../kith-plugin.toml");
+    let problems = testing::manifest_mismatches::<StaleDeals>(PLUGIN_ID, manifest);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     let info = StaleDeals::describe();
-    let q = |s: &str| format!("{s:?}");
-    let list = |items: Vec<String>| {
-        let quoted: Vec<String> = items.iter().map(|i| q(i)).collect();
-        format!("[{}]", quoted.join(", "))
-    };
-    let kinds = |k: &[EntityKind]| list(k.iter().map(|k| kind_name(*k).to_owned()).collect());
-    let mut expected = vec![
-        format!("id = {}\n", q(super::PLUGIN_ID)),
-        format!("name = {}\n", q(&info.name)),
-        format!("version = {}\n", q(&info.version)),
-        format!("wit = {}\n", q(WIT_VERSION)),
-        format!("description = {}\n", q(&info.description)),
-        // The host takes subscriptions from describe(); the manifest names them for the admin
-        // in a comment, since it has no key for them.
-        format!("# subscriptions = {}\n", kinds(&info.subscriptions)),
-        format!(
-            "[capabilities]\nread = {}\nactions = {}\n",
-            kinds(&info.capabilities.read),
-            list(info.capabilities.actions.clone())
-        ),
-    ];
-    assert_eq!(
-        manifest.matches("[[settings]]").count(),
-        info.settings.len()
+    assert!(
+        info.settings.iter().all(|s| s.help.is_some()),
+        "every setting has help"
     );
-    for s in &info.settings {
-        let (ty, default) = match (&s.setting_type, &s.default) {
-            (SettingType::Integer, FieldValue::Integer(i)) => ("integer", i.to_string()),
-            (SettingType::TextList, FieldValue::Choices(l)) => ("text-list", list(l.clone())),
-            other => panic!("render {other:?} in this test"),
-        };
-        let help = s.help.as_deref().expect("every setting has help");
-        expected.push(format!(
-            "[[settings]]\nname = {}\nlabel = {}\ntype = {}\ndefault = {default}\nhelp = {}\n",
-            q(&s.name),
-            q(&s.label),
-            q(ty),
-            q(help),
-        ));
-    }
-    for want in expected {
-        assert!(manifest.contains(&want), "the manifest lacks:\n{want}");
-    }
 }

@@ -34,11 +34,13 @@
 
 use std::collections::BTreeMap;
 
+use kith_sdk::decimal::{self, Decimal};
 use kith_sdk::host;
+use kith_sdk::time::{self, DAY};
 use kith_sdk::{
     ChartKind, Entity, EntityExt, EntityKind, Field, FieldValue, Filter, Plugin, PluginInfo,
-    Report, ReportDef, ReportTable, SettingDef, SettingType, Timestamp, plugin_info, setting,
-    value,
+    Report, ReportDef, ReportTable, SettingDef, SettingType, Timestamp, filter, plugin_info,
+    setting, value,
 };
 
 /// The plugin.
@@ -52,8 +54,6 @@ pub const REPORT: &str = "summary";
 
 /// Records per `host::query` page: the most the host hands out at once.
 const PAGE: u32 = 1_000;
-
-const DAY_MICROS: i64 = 86_400_000_000;
 
 /// The groupings `by` accepts.
 const GROUPINGS: [&str; 5] = ["month", "source", "owner", "lost_reason", "total"];
@@ -107,9 +107,9 @@ impl Plugin for WinLoss {
 /// The report's parameters, checked.
 #[derive(Debug)]
 struct Params {
-    /// Days since 1970-01-01 of the first and last close dates counted.
-    from: Option<i64>,
-    to: Option<i64>,
+    /// Midnight (UTC) at the start of the first and of the last close date counted.
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
     by: &'static str,
     pipeline: Option<String>,
 }
@@ -123,16 +123,16 @@ impl Params {
                 .map(|f| &f.value)?;
             let text = match v {
                 FieldValue::Text(s) | FieldValue::Choice(s) | FieldValue::Date(s) => s.clone(),
-                FieldValue::Datetime(t) => format_date(t.div_euclid(DAY_MICROS)),
+                FieldValue::Datetime(t) => time::format_date(*t),
                 _ => return None,
             };
             let text = text.trim().to_owned();
             (!text.is_empty()).then_some(text)
         };
-        let date = |name: &str| -> Result<Option<i64>, String> {
+        let date = |name: &str| -> Result<Option<Timestamp>, String> {
             get(name)
                 .map(|s| {
-                    parse_date(&s)
+                    time::parse_date(&s)
                         .ok_or_else(|| format!("{name}: '{s}' is not a date (YYYY-MM-DD)"))
                 })
                 .transpose()
@@ -143,8 +143,8 @@ impl Params {
         {
             return Err(format!(
                 "from ({}) is after to ({})",
-                format_date(f),
-                format_date(t)
+                time::format_date(f),
+                time::format_date(t)
             ));
         }
         let by = match get("by") {
@@ -164,36 +164,31 @@ impl Params {
 
     /// The filters that select the deals, as `host::query` takes them.
     fn filters(&self) -> Vec<Filter> {
-        let filter = |field: &str, op: &str, value: String| Filter {
-            field: field.to_owned(),
-            op: op.to_owned(),
-            value,
-        };
         let statuses = if self.by == "lost_reason" {
             "lost"
         } else {
             "won,lost"
         };
-        let mut filters = vec![filter("status", "in", statuses.to_owned())];
+        let mut filters = vec![filter("status", "in", statuses)];
         // A bare date is its midnight UTC to the host; the end is exclusive so the last day
         // counts whole.
         if let Some(from) = self.from {
-            filters.push(filter("closed_at", "gte", format_date(from)));
+            filters.push(filter("closed_at", "gte", &time::format_date(from)));
         }
         if let Some(to) = self.to {
-            filters.push(filter("closed_at", "lt", format_date(to + 1)));
+            filters.push(filter("closed_at", "lt", &time::format_date(to + DAY)));
         }
         if let Some(p) = &self.pipeline {
-            filters.push(filter("pipeline", "eq", p.clone()));
+            filters.push(filter("pipeline", "eq", p));
         }
         filters
     }
 
-    /// Whether a deal closed at `t` (or never, `None`) is in the date range.
+    /// Whether a deal closed at `t` (or never, `None`) is in the date range: on or after the
+    /// first day's midnight, before the midnight that ends the last day.
     fn in_range(&self, t: Option<Timestamp>) -> bool {
-        let day = t.map(|t| t.div_euclid(DAY_MICROS));
-        let after_from = self.from.is_none_or(|f| day.is_some_and(|d| d >= f));
-        let before_to = self.to.is_none_or(|t| day.is_some_and(|d| d <= t));
+        let after_from = self.from.is_none_or(|f| t.is_some_and(|t| t >= f));
+        let before_to = self.to.is_none_or(|end| t.is_some_and(|t| t < end + DAY));
         after_from && before_to
     }
 }
@@ -371,9 +366,9 @@ fn lost_reasons(deals: &[Entity]) -> Result<ReportTable, String> {
 fn total_label(params: &Params) -> String {
     match (params.from, params.to) {
         (None, None) => "All closed deals".to_owned(),
-        (Some(f), None) => format!("From {}", format_date(f)),
-        (None, Some(t)) => format!("Until {}", format_date(t)),
-        (Some(f), Some(t)) => format!("{} to {}", format_date(f), format_date(t)),
+        (Some(f), None) => format!("From {}", time::format_date(f)),
+        (None, Some(t)) => format!("Until {}", time::format_date(t)),
+        (Some(f), Some(t)) => format!("{} to {}", time::format_date(f), time::format_date(t)),
     }
 }
 
@@ -438,7 +433,7 @@ fn count(n: u64) -> FieldValue {
 /// column has the same.
 fn scale<'a>(sums: impl Iterator<Item = &'a BTreeMap<String, Decimal>>, currency: &str) -> u32 {
     sums.filter_map(|s| s.get(currency))
-        .map(|d| d.scale)
+        .map(|d| d.scale())
         .max()
         .unwrap_or(0)
 }
@@ -455,129 +450,14 @@ fn money(sums: &BTreeMap<String, Decimal>, currency: &str, scale: u32) -> FieldV
 /// `part` of `whole` in percent with one decimal, rounded half up, as exact text; empty when
 /// `whole` is 0.
 fn percent(part: u64, whole: u64) -> FieldValue {
-    if whole == 0 {
-        return value::null();
-    }
-    let tenths = (u128::from(part) * 1_000 + u128::from(whole) / 2) / u128::from(whole);
-    value::number(format!("{}.{}", tenths / 10, tenths % 10))
-}
-
-/// An exact decimal: `units` × 10^-`scale`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Decimal {
-    units: i128,
-    scale: u32,
-}
-
-impl Decimal {
-    /// Parses `1234`, `-12.50`, `.5`; `None` for anything else or more than 18 decimals.
-    fn parse(s: &str) -> Option<Decimal> {
-        let s = s.trim();
-        let (negative, digits) = match s.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, s.strip_prefix('+').unwrap_or(s)),
-        };
-        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-        let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-        if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
-            return None;
-        }
-        let scale = u32::try_from(frac.len()).ok().filter(|s| *s <= 18)?;
-        let units: i128 = format!("{int}{frac}").parse().ok()?;
-        Some(Decimal {
-            units: if negative { -units } else { units },
-            scale,
-        })
-    }
-
-    fn rescaled(self, scale: u32) -> Option<i128> {
-        self.units
-            .checked_mul(10_i128.checked_pow(scale - self.scale)?)
-    }
-
-    /// The same number with `scale` decimal places (at least its own).
-    fn with_scale(self, scale: u32) -> Option<Decimal> {
-        let scale = scale.max(self.scale);
-        Some(Decimal {
-            units: self.rescaled(scale)?,
-            scale,
-        })
-    }
-
-    fn checked_add(self, other: Decimal) -> Option<Decimal> {
-        let scale = self.scale.max(other.scale);
-        Some(Decimal {
-            units: self.rescaled(scale)?.checked_add(other.rescaled(scale)?)?,
-            scale,
-        })
-    }
-}
-
-impl std::fmt::Display for Decimal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sign = if self.units < 0 { "-" } else { "" };
-        let abs = self.units.unsigned_abs();
-        if self.scale == 0 {
-            return write!(f, "{sign}{abs}");
-        }
-        let pow = 10_u128.pow(self.scale);
-        let width = self.scale as usize;
-        write!(f, "{sign}{}.{:0width$}", abs / pow, abs % pow)
-    }
+    decimal::percent(part.into(), whole.into(), 1)
+        .map_or_else(value::null, |p| value::number(p.to_string()))
 }
 
 /// `YYYY-MM` of a time, in UTC.
 fn month_of(t: Timestamp) -> String {
-    let (y, m, _) = civil_from_days(t.div_euclid(DAY_MICROS));
+    let (y, m, _) = time::to_civil(t);
     format!("{y:04}-{m:02}")
-}
-
-/// Days since 1970-01-01 of a strict `YYYY-MM-DD`.
-fn parse_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = &s[r];
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())
-            .flatten()
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let days = days_from_civil(y, m, d);
-    // Round-tripping rejects month 13, 31 April and 29 February of common years.
-    (civil_from_days(days) == (y, m, d)).then_some(days)
-}
-
-fn format_date(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 kith_sdk::register_plugin!(WinLoss);

@@ -1,13 +1,13 @@
 //! Native tests of the win/loss report against `kith_sdk::testing::TestHost`: the figures for
 //! each grouping, the filters and paging it asks of the host, exact money, and bad input.
 
-use kith_sdk::testing::{TestHost, entity, parse_instant};
+use kith_sdk::testing::{self, TestHost, entity, parse_instant};
 use kith_sdk::{
-    ChartKind, Entity, EntityKind, Field, FieldValue, Filter, Plugin, ReportTable, SettingType,
-    WIT_VERSION, field, value,
+    ChartKind, Entity, EntityKind, Field, FieldValue, Plugin, ReportTable, SettingType, field,
+    filter, value,
 };
 
-use super::{Decimal, WinLoss, parse_date};
+use super::{PLUGIN_ID, WinLoss};
 
 const NULL: FieldValue = FieldValue::Null;
 
@@ -158,14 +158,6 @@ fn eur(s: &str) -> FieldValue {
 
 fn text(s: &str) -> FieldValue {
     value::text(s)
-}
-
-fn filter(field: &str, op: &str, value: &str) -> Filter {
-    Filter {
-        field: field.to_owned(),
-        op: op.to_owned(),
-        value: value.to_owned(),
-    }
 }
 
 #[test]
@@ -503,30 +495,46 @@ fn parameters_may_come_as_choices_dates_or_blanks() {
 
 #[test]
 fn decimals_add_exactly() {
-    let sum = |items: &[&str]| {
-        items
-            .iter()
-            .map(|s| Decimal::parse(s).expect("a decimal"))
-            .try_fold(Decimal::default(), Decimal::checked_add)
-            .expect("no overflow")
-            .to_string()
+    let total = |amounts: &[&str]| {
+        let deals = amounts.iter().enumerate().map(|(i, a)| {
+            deal(D {
+                id: &format!("d{i}"),
+                amount: Some((a, "EUR")),
+                ..BASE
+            })
+        });
+        let t = run(deals.collect(), &[("by", "total")]);
+        t.rows[0][4].clone()
     };
-    assert_eq!(sum(&["0.1", "0.2"]), "0.3");
-    assert_eq!(sum(&["10", "0.05"]), "10.05");
-    assert_eq!(sum(&["-1.50", "1"]), "-0.50");
+    assert_eq!(total(&["0.1", "0.2"]), eur("0.3"));
+    assert_eq!(total(&["10", "0.05"]), eur("10.05"));
+    assert_eq!(total(&["-1.50", "1"]), eur("-0.50"));
     assert_eq!(
-        sum(&["99999999999999999999.99", "0.01"]),
-        "100000000000000000000.00"
+        total(&["99999999999999999999.99", "0.01"]),
+        eur("100000000000000000000.00")
     );
     for bad in ["", "1e3", "1.2.3", "abc", "."] {
-        assert_eq!(Decimal::parse(bad), None, "{bad}");
+        TestHost::for_plugin::<WinLoss>()
+            .with_records([deal(D {
+                id: "x",
+                amount: Some((bad, "EUR")),
+                ..BASE
+            })])
+            .install();
+        assert_eq!(
+            WinLoss::run_report("summary", &[], 0).unwrap_err(),
+            format!("deal x: amount '{bad}' is not a decimal")
+        );
     }
 }
 
 #[test]
 fn dates_parse_strictly() {
-    assert_eq!(parse_date("1970-01-01"), Some(0));
-    assert_eq!(parse_date("2024-02-29"), Some(19_782));
+    TestHost::for_plugin::<WinLoss>().install();
+    let from = |s: &str| WinLoss::run_report("summary", &params(&[("from", s)]), 0);
+    for good in ["1970-01-01", "2024-02-29"] {
+        assert!(from(good).is_ok(), "{good}");
+    }
     for bad in [
         "2023-02-29",
         "2026-04-31",
@@ -534,7 +542,10 @@ fn dates_parse_strictly() {
         "2026-1-01",
         "26-01-01x",
     ] {
-        assert_eq!(parse_date(bad), None, "{bad}");
+        assert_eq!(
+            from(bad).unwrap_err(),
+            format!("from: '{bad}' is not a date (YYYY-MM-DD)")
+        );
     }
 }
 
@@ -572,17 +583,7 @@ fn describe_declares_one_report_and_reads_deals_only() {
 #[test]
 fn the_manifest_matches_describe() {
     let manifest = include_str!("../kith-plugin.toml");
-    let info = WinLoss::describe();
-    let q = |s: &str| format!("{s:?}");
-    for want in [
-        format!("id = {}\n", q(super::PLUGIN_ID)),
-        format!("name = {}\n", q(&info.name)),
-        format!("version = {}\n", q(&info.version)),
-        format!("wit = {}\n", q(WIT_VERSION)),
-        format!("description = {}\n", q(&info.description)),
-        "[capabilities]\nread = [\"deal\"]\nactions = []\n".to_owned(),
-    ] {
-        assert!(manifest.contains(&want), "the manifest lacks:\n{want}");
-    }
+    let problems = testing::manifest_mismatches::<WinLoss>(PLUGIN_ID, manifest);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(!manifest.contains("[[settings]]") && !manifest.contains("subscriptions"));
 }
