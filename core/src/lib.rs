@@ -6,6 +6,7 @@
 //! queries and timelines, the event log, and the group-commit writer. Callers hand it plain
 //! Rust values ([`Input`], [`Query`]) and get plain Rust values back.
 
+pub mod audit;
 pub mod clock;
 pub mod custom;
 pub mod entity;

@@ -7,6 +7,7 @@
 // Tests state their expectations with `unwrap` and `expect`: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod bundled_workflows;
 mod concurrency;
 mod crash;

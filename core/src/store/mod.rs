@@ -6,6 +6,7 @@
 //! validation fails alone; the rest of its batch commits. Reads open their own read
 //! transaction and never wait for the writer.
 
+mod audit;
 mod delivery;
 mod plugins;
 mod read;
@@ -284,6 +285,27 @@ impl Store {
     /// Events with a sequence number above `after`, oldest first.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>, Error> {
         self.reader()?.events(after, limit)
+    }
+
+    /// One record's changes (created, each update, deleted), newest first, older than the
+    /// event `before` when given; `NotFound` for a record that neither exists nor has
+    /// history.
+    pub fn history(
+        &self,
+        kind: EntityKind,
+        id: Id,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::audit::AuditPage, Error> {
+        self.reader()?
+            .history(kind, id, before, limit.clamp(1, 1000))
+    }
+
+    /// Searches the whole event log, newest first (see [`crate::audit::AuditQuery`]).
+    pub fn audit(&self, q: &crate::audit::AuditQuery) -> Result<crate::audit::AuditPage, Error> {
+        let mut q = q.clone();
+        q.limit = q.limit.clamp(1, 1000);
+        self.reader()?.audit(&q)
     }
 
     /// The sequence number of the newest event (0 when the log is empty).

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`. Each feature module exposes `router()`; [`app`] merges them
 //! and adds the shared layers (body limit, panic catcher, request tracing, JSON fallbacks).
 
+mod audit;
 mod body;
 pub mod error;
 mod meta;
@@ -39,6 +40,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(records::router())
+        .merge(audit::router())
         .merge(meta::router())
         .merge(plugins::router())
         .merge(reports::router())

@@ -243,6 +243,14 @@ pub fn document() -> Json {
                      "parameters": [list_params[0], list_params[1]],
                      "responses": with_errors(json!({ "200": { "description": "A page of timeline items" } })) },
         }));
+        paths.insert(format!("/api/v1/{plural}/{{id}}/history"), json!({
+            "parameters": [id_param],
+            "get": { "tags": [plural], "summary": "The record's change history, newest first: who, when, each field before and after (also after the record was deleted)",
+                     "parameters": [
+                         { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "next_before of the previous page" },
+                         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } } ],
+                     "responses": with_errors(json!({ "200": { "description": "Events and next_before" } })) },
+        }));
     }
     let simple = |tag: &str, summary: &str| json!({ "tags": [tag], "summary": summary, "responses": with_errors(json!({ "200": { "description": "OK" } })) });
     paths.insert(
@@ -340,6 +348,18 @@ pub fn document() -> Json {
                        "hook_timeout_ms": { "type": ["integer", "null"] }, "memory_mib": { "type": ["integer", "null"] } } } } } },
                    "responses": with_errors(json!({ "200": { "description": "The plugin with its limits" } })) },
         "put": simple("plugins", "Same as PATCH"),
+    }));
+    paths.insert("/api/v1/audit".into(), json!({
+        "get": { "tags": ["audit"], "summary": "Search the whole change history, newest first: who changed which record when, with each field's value before and after",
+                 "parameters": [
+                     { "name": "actor", "in": "query", "schema": { "type": "string" }, "description": "api, demo, plugin:<id>, ..." },
+                     { "name": "kind", "in": "query", "schema": { "type": "string", "enum": EntityKind::ALL.map(EntityKind::name) } },
+                     { "name": "record", "in": "query", "schema": { "type": "string", "format": "uuid" } },
+                     { "name": "from", "in": "query", "schema": { "type": "string", "format": "date-time" } },
+                     { "name": "to", "in": "query", "schema": { "type": "string", "format": "date-time" } },
+                     { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "next_before of the previous page" },
+                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } } ],
+                 "responses": with_errors(json!({ "200": { "description": "Matching events and next_before (null at the start of the log; a short page may still have a next one: a search reads at most 100,000 events per page)" } })) },
     }));
     paths.insert("/api/v1/plugins/{id}/delivery".into(), json!({
         "parameters": [plugin_id],
