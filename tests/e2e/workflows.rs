@@ -156,8 +156,25 @@ async fn failures_are_retried_then_suspend_and_resume_from_the_same_event() {
         &json!({ "fail_first_name": "broken" }),
     )
     .await;
+    // A second workflow, to show one plugin's failures hold up neither it nor requests.
+    install(
+        &s,
+        "sla-escalation",
+        "read:ticket,action:update-fields,action:create-task,action:log-interaction,action:schedule",
+    )
+    .await;
     let bad = contact(&s, "broken").await;
     let good = contact(&s, "fine").await;
+    let ticket = s
+        .create_id(
+            "tickets",
+            json!({ "subject": "Still served", "priority": "high" }),
+        )
+        .await;
+    wait_for(&s, &format!("/api/v1/tickets/{ticket}"), |t| {
+        !t["first_response_due"].is_null()
+    })
+    .await;
     let view = wait_for(&s, "/api/v1/plugins/probe", |p| p["status"] == "suspended").await;
     assert!(
         view["status_reason"]
