@@ -782,21 +782,14 @@ fn action_name(a: &w::Action) -> &'static str {
     }
 }
 
-/// The capability an action needs (`action:<name>`), as the server checks it.
-fn capability(a: &w::Action) -> &'static str {
-    match a {
-        w::Action::Schedule(_) | w::Action::CancelTimer(_) => "schedule",
-        other => action_name(other),
-    }
-}
-
 /// One line per action, each followed by a warning when the plugin does not declare the
 /// capability it needs: the devloop grants what the plugin declares, as an admin approving
 /// its manifest would, and the server fails a call with an action it was not granted.
 fn write_actions(out: &mut String, actions: &[w::Action], info: &w::PluginInfo) {
     for a in actions {
         let _ = writeln!(out, "{}", action_text(a));
-        let cap = capability(a);
+        // The same rule the server's delivery applies.
+        let cap = super::workflow::capability(a);
         let declared = info
             .capabilities
             .actions

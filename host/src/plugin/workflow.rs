@@ -42,7 +42,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 const SUPERVISE: Duration = Duration::from_millis(200);
 
 /// The capability each action needs (`action:<name>`).
-fn capability(a: &w::Action) -> &'static str {
+pub(super) fn capability(a: &w::Action) -> &'static str {
     match a {
         w::Action::UpdateFields(_) => "update-fields",
         w::Action::CreateTask(_) => "create-task",
