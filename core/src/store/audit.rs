@@ -18,35 +18,19 @@ impl Reader {
         before: Option<u64>,
         limit: usize,
     ) -> Result<AuditPage, Error> {
-        let by_record = self.txn.open_table(tables::EVENTS_BY_RECORD)?;
-        let events = self.txn.open_table(tables::EVENTS)?;
-        let raw = id.as_u128();
-        let end = before.unwrap_or(u64::MAX);
-        let mut items = Vec::new();
-        let mut more = false;
-        for entry in by_record.range((raw, 0)..(raw, end))?.rev() {
-            let seq = entry?.0.value().1;
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            if let Some(bytes) = events.get(seq)? {
-                let event: Event = decode(bytes.value(), || format!("event {seq}"))?;
-                // Ids are unique across kinds, but the URL names a kind: hold it to it.
-                if event.kind == kind {
-                    items.push(event);
-                }
-            }
-        }
-        if items.is_empty() && before.is_none() && self.get(kind, id).is_err() {
+        // Ids are unique across kinds, but the URL names a kind: hold it to it.
+        let q = AuditQuery {
+            kind: Some(kind),
+            record: Some(id),
+            before,
+            limit,
+            ..AuditQuery::default()
+        };
+        let page = self.history_any(id, &q)?;
+        if page.items.is_empty() && before.is_none() && self.get(kind, id).is_err() {
             return Err(Error::NotFound { kind, id });
         }
-        let next_before = if more {
-            items.last().map(|e| e.seq)
-        } else {
-            None
-        };
-        Ok(AuditPage { items, next_before })
+        Ok(page)
     }
 
     /// Events matching `q`, newest first.

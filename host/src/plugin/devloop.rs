@@ -330,21 +330,28 @@ fn entities(v: Option<&Json>, key: &str) -> Result<Vec<w::Entity>, String> {
         .collect()
 }
 
-/// One record of the sample; `place` ("entities[0]") starts its error messages.
-fn entity(place: &str, e: &Json) -> Result<w::Entity, String> {
-    let at = |m: &str| format!("{place}: {m}");
-    let kind = e
-        .get("kind")
+/// The `kind` and `id` every sample record and event names; `at` prefixes errors.
+fn kind_and_id<'a>(
+    get: impl Fn(&str) -> Option<&'a Json>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(EntityKind, String), String> {
+    let kind = get("kind")
         .and_then(Json::as_str)
         .and_then(EntityKind::parse)
         .ok_or_else(|| {
             at("\"kind\" must be contact, company, deal, ticket, interaction or task")
         })?;
-    let id = e
-        .get("id")
+    let id = get("id")
         .and_then(Json::as_str)
         .ok_or_else(|| at("\"id\" is required"))?
         .to_owned();
+    Ok((kind, id))
+}
+
+/// One record of the sample; `place` ("entities[0]") starts its error messages.
+fn entity(place: &str, e: &Json) -> Result<w::Entity, String> {
+    let at = |m: &str| format!("{place}: {m}");
+    let (kind, id) = kind_and_id(|k| e.get(k), &at)?;
     let mut fields = vec![w::Field {
         name: "id".to_owned(),
         value: w::FieldValue::Reference(id.clone()),
@@ -683,18 +690,7 @@ fn sample_event(sample: &Map<String, Json>, now: i64) -> Result<w::Event, String
         }
     };
     let at = |m: &str| format!("event: {m}");
-    let kind = e
-        .get("kind")
-        .and_then(Json::as_str)
-        .and_then(EntityKind::parse)
-        .ok_or_else(|| {
-            at("\"kind\" must be contact, company, deal, ticket, interaction or task")
-        })?;
-    let id = e
-        .get("id")
-        .and_then(Json::as_str)
-        .ok_or_else(|| at("\"id\" is required"))?
-        .to_owned();
+    let (kind, id) = kind_and_id(|k| e.get(k), &at)?;
     let op = match e.get("op").and_then(Json::as_str) {
         Some("created") => w::Operation::Created,
         Some("updated") => w::Operation::Updated,

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
+use kith_core::clock::micros;
 use kith_core::workflow::MAX_CHAIN_DEPTH;
 use kith_core::{
     Command, Delivery, DeliveryFailure, Effect, EntityKind, Error as CoreError, Id, Input,
@@ -324,7 +325,7 @@ impl Registry {
         let progressed = !timers.is_empty();
         for (timer, stored) in timers {
             let outcome = self.call_workflow(active, "on-timer", |p| {
-                p.on_timer(&stored.payload, stored.at.timestamp_micros(), micros(now))
+                p.on_timer(&stored.payload, stored.at.timestamp_micros(), micros(&now))
             });
             let failure = |message: String| DeliveryFailure {
                 at: now,
@@ -399,7 +400,7 @@ impl Registry {
                 continue;
             }
             let outcome = self.call_workflow(active, "on-event", |p| {
-                p.on_event(&event_to_wit(event), micros(now))
+                p.on_event(&event_to_wit(event), micros(&now))
             });
             let failure = |message: String| DeliveryFailure {
                 at: now,
@@ -542,10 +543,6 @@ impl Registry {
             Err(e) => Err(e),
         }
     }
-}
-
-fn micros(t: Timestamp) -> i64 {
-    t.timestamp_micros()
 }
 
 fn kv_quota(active: &Active) -> usize {
