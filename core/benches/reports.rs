@@ -1,8 +1,10 @@
 //! Report latency over many deals, no HTTP: loads `KITH_BENCH_DEALS` deals (default
-//! 1,000,000) into a real store, then times the built-in deal reports (pipeline, forecast,
-//! win rate) from a warm engine, the first (cold) call that builds the projection, a call
-//! after a burst of changes (incremental catch-up), and as the baseline a plain full
-//! decode-scan of every deal, which is what answering from the store alone would cost.
+//! 1,000,000, owned by 50 agents in 5 teams) into a real store, then times the built-in deal
+//! reports (pipeline, forecast, win rate) from a warm engine, for everyone and for one agent
+//! limited to their own and their team's deals, the first (cold) call that builds the
+//! projection, a call after a burst of changes (incremental catch-up), and as the baseline a
+//! plain full decode-scan of every deal, which is what answering from the store alone would
+//! cost.
 //!
 //! Run: `cargo bench -p kith-core --bench reports` (`KITH_BENCH_DEALS=100000` to shrink,
 //! `KITH_BENCH_RUNS` for more timed runs). It prints figures; it asserts nothing about speed.
@@ -16,7 +18,10 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as Days, NaiveDate, Utc};
 use kith_core::entity::Deal;
 use kith_core::money::Decimal;
-use kith_core::{Command, EntityKind, Input, Reports, Store, StoreConfig, Value};
+use kith_core::{
+    Access, AgentScope, Command, EntityKind, Input, NewUser, OrgSettings, Reports, Role, Store,
+    StoreConfig, Team, Value,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -29,6 +34,10 @@ const STAGES: [&str; 6] = [
     "lost",
 ];
 const SOURCES: [&str; 6] = ["web", "referral", "event", "partner", "ads", "outbound"];
+/// Deal owners: agents `rep00` to `rep49`, in teams `team0` to `team4` (`rep07` is in
+/// `team2`).
+const REPS: usize = 50;
+const TEAMS: usize = 5;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -47,7 +56,7 @@ fn deal(rng: &mut StdRng, now: chrono::DateTime<Utc>) -> Command {
         ("stage", Value::Text(stage.into())),
         (
             "owner",
-            Value::Text(format!("rep{:02}", rng.random_range(0..50))),
+            Value::Text(format!("rep{:02}@example.com", rng.random_range(0..REPS))),
         ),
     ];
     if rng.random_bool(0.9) {
@@ -81,11 +90,13 @@ fn deal(rng: &mut StdRng, now: chrono::DateTime<Utc>) -> Command {
     }
 }
 
-/// A report id, its label in the table, and its parameters.
+/// A report id, its label in the table, its parameters, and whether it runs as the agent
+/// limited to their own and their team's deals (rather than unrestricted).
 type Case = (
     &'static str,
     &'static str,
-    Vec<(&'static str, &'static str)>,
+    Vec<(&'static str, String)>,
+    bool,
 );
 
 /// Median and max of some timings.
@@ -105,6 +116,39 @@ fn main() {
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
     let now = Utc::now();
     let mut rng = StdRng::seed_from_u64(2026);
+
+    let mut accounts: Vec<Command> = (0..TEAMS)
+        .map(|t| {
+            Command::PutTeam(Team {
+                key: format!("team{t}"),
+                name: format!("Team {t}"),
+            })
+        })
+        .collect();
+    accounts.extend((0..REPS).map(|i| {
+        Command::CreateUser(NewUser {
+            email: format!("rep{i:02}@example.com"),
+            name: format!("rep{i:02}"),
+            role: Role::Agent,
+            team: Some(format!("team{}", i % TEAMS)),
+            password_hash: None,
+        })
+    }));
+    for r in store.execute_all(accounts, "bench") {
+        r.unwrap();
+    }
+    let rep07 = store
+        .directory()
+        .user_by_email("rep07@example.com")
+        .cloned()
+        .unwrap();
+    let rep07_id = rep07.id.to_string();
+    let agent = Access::for_user(
+        &rep07,
+        &OrgSettings {
+            agent_scope: AgentScope::OwnAndTeam,
+        },
+    );
 
     let t = Instant::now();
     let mut loaded = 0;
@@ -149,31 +193,40 @@ fn main() {
     let cold = t.elapsed();
     let rss_after = rss_mib();
 
-    let cases: [Case; 5] = [
-        ("pipeline", "pipeline", vec![]),
-        ("forecast", "forecast", vec![]),
-        ("win-rate", "win-rate (by owner)", vec![]),
-        ("win-rate", "win-rate (by month)", vec![("by", "month")]),
+    let cases: [Case; 7] = [
+        ("pipeline", "pipeline", vec![], false),
+        ("forecast", "forecast", vec![], false),
+        ("win-rate", "win-rate (by owner)", vec![], false),
+        (
+            "win-rate",
+            "win-rate (by month)",
+            vec![("by", "month".into())],
+            false,
+        ),
         (
             "win-rate",
             "win-rate (one owner, one year)",
             vec![
-                ("owner", "rep07"),
-                ("from", "2025-01-01"),
-                ("to", "2025-12-31"),
+                ("owner", rep07_id.clone()),
+                ("from", "2025-01-01".into()),
+                ("to", "2025-12-31".into()),
             ],
+            false,
         ),
+        ("pipeline", "pipeline (agent: own + team)", vec![], true),
+        ("win-rate", "win-rate (agent: own + team)", vec![], true),
     ];
     let mut rows = Vec::new();
-    for (id, label, params) in &cases {
+    for (id, label, params, restricted) in &cases {
         let params: BTreeMap<String, String> = params
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect();
+        let access = restricted.then_some(&agent);
         let times = (0..runs)
             .map(|_| {
                 let t = Instant::now();
-                black_box(reports.run(id, &params).unwrap());
+                black_box(reports.run_as(id, &params, access).unwrap());
                 t.elapsed()
             })
             .collect::<Vec<_>>();

@@ -14,7 +14,8 @@ pub const SCAN_LIMIT: usize = 100_000;
 /// What to look for in the whole log; every field left `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditQuery {
-    /// Who made the change: `api`, `demo`, `plugin:<id>` (later a user or token).
+    /// Who made the change: `user:<id>` (which also matches that user's tokens,
+    /// `user:<id>/token:<id>`), `plugin:<id>`, `demo`, `cli`.
     pub actor: Option<String>,
     /// Changes to records of this kind.
     pub kind: Option<EntityKind>,
@@ -33,8 +34,12 @@ pub struct AuditQuery {
 impl AuditQuery {
     /// Whether an event matches (the cursor aside).
     pub fn matches(&self, e: &Event) -> bool {
-        self.actor.as_deref().is_none_or(|a| e.actor == a)
-            && self.kind.is_none_or(|k| e.kind == k)
+        self.actor.as_deref().is_none_or(|a| {
+            e.actor == a
+                || e.actor
+                    .strip_prefix(a)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }) && self.kind.is_none_or(|k| e.kind == k)
             && self.record.is_none_or(|r| e.id == r)
             && self.from.is_none_or(|t| e.at >= t)
             && self.to.is_none_or(|t| e.at < t)

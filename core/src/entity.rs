@@ -151,7 +151,15 @@ pub const COMMON_FIELDS: &[FieldInfo] = &[
         ty: ValueType::Text,
         required: false,
         read_only: false,
-        doc: "The user who owns the record.",
+        doc: "The user who owns the record (a user id; an email is accepted on input).",
+    },
+    FieldInfo {
+        name: "team",
+        ty: ValueType::Text,
+        required: false,
+        read_only: false,
+        doc: "The team the record belongs to (a team key). Defaults to the owner's team; \
+              interactions and tasks default to the team of the record they are linked to.",
     },
 ];
 
@@ -213,6 +221,10 @@ pub trait Record:
     fn id(&self) -> Id;
     /// When it was created.
     fn created_at(&self) -> Timestamp;
+    /// The owning user's id, as stored.
+    fn owner(&self) -> Option<&str>;
+    /// The team's key, as stored.
+    fn team(&self) -> Option<&str>;
     /// Sets the last-change time.
     fn touch(&mut self, now: Timestamp);
     /// Custom field values.
@@ -322,6 +334,9 @@ macro_rules! entity {
             /// The user who owns the record.
             #[serde(default)]
             pub owner: Option<String>,
+            /// The team the record belongs to.
+            #[serde(default)]
+            pub team: Option<String>,
             $( #[doc = $doc] #[serde(default)] pub $field: $ty, )*
             /// Custom field values by field name.
             #[serde(default)]
@@ -351,6 +366,7 @@ macro_rules! entity {
                     created_at: now,
                     updated_at: now,
                     owner: None,
+                    team: None,
                     $( $field: Default::default(), )*
                     custom: BTreeMap::new(),
                 }
@@ -362,6 +378,14 @@ macro_rules! entity {
 
             fn created_at(&self) -> Timestamp {
                 self.created_at
+            }
+
+            fn owner(&self) -> Option<&str> {
+                self.owner.as_deref()
+            }
+
+            fn team(&self) -> Option<&str> {
+                self.team.as_deref()
             }
 
             fn touch(&mut self, now: Timestamp) {
@@ -381,6 +405,11 @@ macro_rules! entity {
                     "owner" => {
                         self.owner = FieldCodec::from_value(v)
                             .map_err(|m| Error::invalid("owner", m))?;
+                        Ok(())
+                    }
+                    "team" => {
+                        self.team = FieldCodec::from_value(v)
+                            .map_err(|m| Error::invalid("team", m))?;
                         Ok(())
                     }
                     "id" | "created_at" | "updated_at" => Err(Error::invalid(
@@ -407,6 +436,7 @@ macro_rules! entity {
                     "created_at" => Some(Value::DateTime(self.created_at)),
                     "updated_at" => Some(Value::DateTime(self.updated_at)),
                     "owner" => Some(self.owner.to_value()),
+                    "team" => Some(self.team.to_value()),
                     $( stringify!($field) => Some(self.$field.to_value()), )*
                     other => other
                         .strip_prefix("custom.")
@@ -420,6 +450,7 @@ macro_rules! entity {
                     ("created_at", Value::DateTime(self.created_at)),
                     ("updated_at", Value::DateTime(self.updated_at)),
                     ("owner", self.owner.to_value()),
+                    ("team", self.team.to_value()),
                     $( (stringify!($field), self.$field.to_value()), )*
                 ]
             }

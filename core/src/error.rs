@@ -71,6 +71,10 @@ pub enum Error {
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller may see the record but not do this to it (a read-only role, an agent
+    /// deleting someone else's record).
+    #[error("{0}")]
+    Forbidden(String),
     /// The store is closing and takes no more writes.
     #[error("the store is shutting down")]
     ShuttingDown,

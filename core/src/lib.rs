@@ -6,6 +6,7 @@
 //! queries and timelines, the event log, and the group-commit writer. Callers hand it plain
 //! Rust values ([`Input`], [`Query`]) and get plain Rust values back.
 
+pub mod account;
 pub mod audit;
 pub mod clock;
 pub mod custom;
@@ -23,6 +24,10 @@ pub mod store;
 pub mod value;
 pub mod workflow;
 
+pub use account::{
+    Access, AgentScope, Directory, NewUser, OrgSettings, Role, Team, Token, User, UserChanges,
+    UserInfo,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use custom::{FieldDef, FieldType, NewFieldDef};
 pub use entity::{AnyRecord, Company, Contact, Deal, EntityKind, Interaction, Task, Ticket};
@@ -35,7 +40,7 @@ pub use plugin::{
 };
 pub use query::{Filter, FilterOp, Page, Query, SortKey, TimelineItem};
 pub use report::{ChartKind, Column, ParamDef, ParamKind, ReportDef, ReportTable, Reports, to_csv};
-pub use store::{Actor, Command, Input, Outcome, Store, StoreConfig};
+pub use store::{Actor, Command, Input, NewToken, Outcome, Scoped, Store, StoreConfig};
 pub use value::Value;
 pub use workflow::{
     Delivery, DeliveryFailure, DeliveryState, Effect, MAX_CHAIN_DEPTH, StoredTimer, TimerRef,

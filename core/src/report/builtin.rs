@@ -3,8 +3,11 @@
 //! Conventions shared by all of them:
 //! - `from` and `to` are calendar dates in UTC and both are included: `from=2026-01-01&to=
 //!   2026-03-31` is the first quarter. Which date they test is said per report.
-//! - Filters on text (`owner`, `source`, `assignee`, `pipeline`) match the stored value
-//!   exactly.
+//! - Filters on text (`source`, `assignee`, `pipeline`) match the stored value exactly;
+//!   `owner` takes a user id, or a known user's email (see [`Reports::run_as`]).
+//! - A report run for a caller who does not see everything counts only the records that
+//!   caller may see (their own and their team's, see [`crate::account::Access::sees`]), as
+//!   if the others did not exist; parameter filters then narrow those further.
 //! - Amounts are never added across currencies: a group with deals in two currencies is two
 //!   rows, with a `currency` column. A deal without an amount counts in the row whose
 //!   currency is empty, whatever its currency field says.
@@ -21,9 +24,11 @@ use chrono::{Datelike, NaiveDate, NaiveTime};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::projection::{
-    ContactRow, DealRow, InteractionRow, NONE, Projection, Symbols, TicketRow,
+    ContactRow, DealRow, Everything, InteractionRow, NONE, OwnAndTeam, Projection, Symbols,
+    TicketRow, Visibility,
 };
 use super::{BUILT_IN, ChartKind, Column, ParamDef, ParamKind, ReportDef, ReportTable, Reports};
+use crate::account::Access;
 use crate::entity::{DealStatus, Direction, InteractionKind, Priority};
 use crate::error::Error;
 use crate::pipeline::Pipeline;
@@ -193,7 +198,7 @@ fn owner_param(what: &str) -> ParamDef {
         "owner",
         "Owner",
         ParamKind::Text,
-        &format!("Only {what} with exactly this owner."),
+        &format!("Only {what} owned by this user (a user id or email)."),
     )
 }
 
@@ -304,25 +309,48 @@ impl Mask {
     }
 }
 
-/// Runs built-in report `id`.
-pub(super) fn run(reports: &Reports, id: &str, args: &Args) -> Result<ReportTable, Error> {
+/// Calls the report function `$f` on the projection `$p` with the visibility of `$access`
+/// (an `Option<&Access>`) resolved against the projection's symbols. Without a restriction
+/// it passes [`Everything`], so that instance of the report has no visibility check at all.
+macro_rules! visible {
+    ($access:expr, $p:expr, $f:ident($($arg:expr),*)) => {
+        match $access.and_then(|a| OwnAndTeam::new(a, &$p.syms)) {
+            None => $f($p, Everything, $($arg),*),
+            Some(v) => $f($p, v, $($arg),*),
+        }
+    };
+}
+
+/// Runs built-in report `id` over the records `access` sees (all of them for `None`).
+pub(super) fn run(
+    reports: &Reports,
+    id: &str,
+    args: &Args,
+    access: Option<&Access>,
+) -> Result<ReportTable, Error> {
     let inner = &reports.inner;
     match id {
         PIPELINE => {
             let pipelines = reports.store().pipelines()?;
-            reports.with(&inner.deals, |p| pipeline(p, &pipelines, args))
+            reports.with(&inner.deals, |p| {
+                visible!(access, p, pipeline(&pipelines, args))
+            })
         }
         FORECAST => {
             let pipelines = reports.store().pipelines()?;
-            reports.with(&inner.deals, |p| forecast(p, &pipelines, args))
+            reports.with(&inner.deals, |p| {
+                visible!(access, p, forecast(&pipelines, args))
+            })
         }
-        WIN_RATE => reports.with(&inner.deals, |p| win_rate(p, args)),
+        WIN_RATE => reports.with(&inner.deals, |p| visible!(access, p, win_rate(args))),
         TICKETS => {
             let now = reports.store().clock().now().timestamp_micros();
-            reports.with(&inner.tickets, |p| tickets(p, args, now))
+            reports.with(&inner.tickets, |p| visible!(access, p, tickets(args, now)))
         }
-        INTERACTIONS => reports.with(&inner.interactions, |p| interactions(p, args)),
-        NEW_CONTACTS => reports.with(&inner.contacts, |p| new_contacts(p, args)),
+        INTERACTIONS => reports.with(&inner.interactions, |p| {
+            visible!(access, p, interactions(args))
+        }),
+        NEW_CONTACTS => reports.with(&inner.contacts, |p| visible!(access, p, new_contacts(args))),
         _ => Err(Error::NoSuch {
             what: "report",
             name: id.to_owned(),
@@ -330,22 +358,24 @@ pub(super) fn run(reports: &Reports, id: &str, args: &Args) -> Result<ReportTabl
     }
 }
 
-/// The owner and pipeline filters every deal report takes.
-struct DealFilter {
+/// The caller's visibility and the owner and pipeline filters every deal report takes.
+struct DealFilter<V> {
+    vis: V,
     owner: Mask,
     pipeline: Mask,
 }
 
-impl DealFilter {
-    fn new(p: &Projection<DealRow>, args: &Args) -> Self {
+impl<V: Visibility> DealFilter<V> {
+    fn new(p: &Projection<DealRow>, vis: V, args: &Args) -> Self {
         DealFilter {
+            vis,
             owner: args.mask("owner", &p.syms),
             pipeline: args.mask("pipeline", &p.syms),
         }
     }
 
     fn keeps(&self, d: &DealRow) -> bool {
-        self.owner.allows(d.owner) && self.pipeline.allows(d.pipeline)
+        self.vis.sees(d) && self.owner.allows(d.owner) && self.pipeline.allows(d.pipeline)
     }
 }
 
@@ -387,13 +417,14 @@ fn currency_of(d: &DealRow) -> u32 {
     if d.amount.is_some() { d.currency } else { NONE }
 }
 
-fn pipeline(
+fn pipeline<V: Visibility>(
     p: &Projection<DealRow>,
+    vis: V,
     pipelines: &[Pipeline],
     args: &Args,
 ) -> Result<ReportTable, Error> {
     check_pipeline(pipelines, args)?;
-    let filter = DealFilter::new(p, args);
+    let filter = DealFilter::new(p, vis, args);
     let mut groups: HashMap<(u32, u32, u32), Tally> = HashMap::new();
     for d in &p.rows {
         if !filter.keeps(d) || !args.span.has(d.created) {
@@ -496,13 +527,14 @@ fn stage_rows(
     Ok(())
 }
 
-fn forecast(
+fn forecast<V: Visibility>(
     p: &Projection<DealRow>,
+    vis: V,
     pipelines: &[Pipeline],
     args: &Args,
 ) -> Result<ReportTable, Error> {
     check_pipeline(pipelines, args)?;
-    let filter = DealFilter::new(p, args);
+    let filter = DealFilter::new(p, vis, args);
     let bounded = args.span.is_bounded();
     // Weighting is linear, so summing per stage first and weighting each stage's sum once
     // gives exactly the sum of the deals' weighted amounts, for a fraction of the work.
@@ -583,8 +615,12 @@ struct WinTally {
     cycle: i128,
 }
 
-fn win_rate(p: &Projection<DealRow>, args: &Args) -> Result<ReportTable, Error> {
-    let filter = DealFilter::new(p, args);
+fn win_rate<V: Visibility>(
+    p: &Projection<DealRow>,
+    vis: V,
+    args: &Args,
+) -> Result<ReportTable, Error> {
+    let filter = DealFilter::new(p, vis, args);
     let by = args.text("by").unwrap_or("owner");
     let mut groups: HashMap<(i64, u32), WinTally> = HashMap::new();
     for d in &p.rows {
@@ -692,11 +728,16 @@ fn sla(done: Option<i64>, due: Option<i64>, now: i64) -> Option<bool> {
     }
 }
 
-fn tickets(p: &Projection<TicketRow>, args: &Args, now: i64) -> Result<ReportTable, Error> {
+fn tickets<V: Visibility>(
+    p: &Projection<TicketRow>,
+    vis: V,
+    args: &Args,
+    now: i64,
+) -> Result<ReportTable, Error> {
     let assignee = args.mask("assignee", &p.syms);
     let mut tallies: [TicketTally; 4] = Default::default();
     for t in &p.rows {
-        if !args.span.has(t.created) || !assignee.allows(t.assignee) {
+        if !vis.sees(t) || !args.span.has(t.created) || !assignee.allows(t.assignee) {
             continue;
         }
         let Some(g) = tallies.get_mut(priority_index(t.priority)) else {
@@ -802,13 +843,20 @@ struct InteractionTally {
     seconds: i128,
 }
 
-fn interactions(p: &Projection<InteractionRow>, args: &Args) -> Result<ReportTable, Error> {
+fn interactions<V: Visibility>(
+    p: &Projection<InteractionRow>,
+    vis: V,
+    args: &Args,
+) -> Result<ReportTable, Error> {
     let interval = args.interval();
     let owner = args.mask("owner", &p.syms);
     let only = args.text("type").and_then(InteractionKind::parse);
     let mut groups: HashMap<(i32, Option<InteractionKind>, u32), InteractionTally> = HashMap::new();
     for r in &p.rows {
-        if !args.span.has(r.at) || !owner.allows(r.owner) || only.is_some_and(|k| r.kind != Some(k))
+        if !vis.sees(r)
+            || !args.span.has(r.at)
+            || !owner.allows(r.owner)
+            || only.is_some_and(|k| r.kind != Some(k))
         {
             continue;
         }
@@ -863,13 +911,21 @@ fn interactions(p: &Projection<InteractionRow>, args: &Args) -> Result<ReportTab
     ))
 }
 
-fn new_contacts(p: &Projection<ContactRow>, args: &Args) -> Result<ReportTable, Error> {
+fn new_contacts<V: Visibility>(
+    p: &Projection<ContactRow>,
+    vis: V,
+    args: &Args,
+) -> Result<ReportTable, Error> {
     let interval = args.interval();
     let owner = args.mask("owner", &p.syms);
     let source = args.mask("source", &p.syms);
     let mut groups: HashMap<(i32, u32), u64> = HashMap::new();
     for c in &p.rows {
-        if !args.span.has(c.created) || !owner.allows(c.owner) || !source.allows(c.source) {
+        if !vis.sees(c)
+            || !args.span.has(c.created)
+            || !owner.allows(c.owner)
+            || !source.allows(c.source)
+        {
             continue;
         }
         *groups

@@ -1,6 +1,10 @@
 //! In-memory projections of the records reports read: one compact row per record with only
-//! the fields reports use, repeated text (owners, sources, currencies, stages) interned as
-//! small numbers, rows kept in id order.
+//! the fields reports use, repeated text (owners, teams, sources, currencies, stages) interned
+//! as small numbers, rows kept in id order.
+//!
+//! Every row carries its record's `owner` (a user id) and `team` (a team key), interned, so a
+//! report run for a caller limited to their own and their team's records can leave out the
+//! others with two number comparisons per row ([`Visibility`]).
 //!
 //! A projection is built by one full scan ([`Store::scan_as`]) and advanced with the records
 //! that events since its position touched ([`Store::changes_as`]). Both read one snapshot
@@ -17,6 +21,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::account::Access;
 use crate::clock::Timestamp;
 use crate::entity::{DealStatus, Direction, EntityKind, InteractionKind, Priority};
 use crate::error::Error;
@@ -65,6 +70,11 @@ impl Symbols {
         self.names.get(sym as usize).map(String::as_str)
     }
 
+    /// The number of `text`, if some row has it.
+    pub(super) fn lookup(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
     /// For filters: a flag per symbol, set for those whose text is exactly `text`.
     pub(super) fn mask(&self, text: &str) -> Vec<bool> {
         let mut mask = vec![false; self.names.len()];
@@ -87,6 +97,63 @@ pub(super) trait Row: Sized + Send + 'static {
     fn from_view(id: u128, view: Self::View, syms: &mut Symbols) -> Self;
     /// The record's id as a `u128` (rows are kept sorted by it).
     fn id(&self) -> u128;
+    /// The symbol of the record's owner (a user id), [`NONE`] without one.
+    fn owner(&self) -> u32;
+    /// The symbol of the record's team key, [`NONE`] without one.
+    fn team(&self) -> u32;
+}
+
+/// Which rows of a projection a caller may see. Report code is generic over it, so the
+/// unrestricted case ([`Everything`]) compiles to exactly the code without any check.
+pub(super) trait Visibility: Copy {
+    /// Whether the row is visible.
+    fn sees<R: Row>(self, row: &R) -> bool;
+}
+
+/// No restriction: every row is visible.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Everything;
+
+impl Visibility for Everything {
+    #[inline(always)]
+    fn sees<R: Row>(self, _row: &R) -> bool {
+        true
+    }
+}
+
+/// The rows a caller limited to their own and their team's records may see, with the
+/// caller's user id and team resolved to this projection's symbols once per report, so each
+/// row costs two number comparisons instead of string comparisons.
+///
+/// A row is visible when its owner is the caller or its team is the caller's team, exactly
+/// as [`Access::sees`] decides for the un-interned text. `None` stands for "no row has this
+/// text" (or the caller has none), which matches nothing: in particular a row without an
+/// owner is never the caller's, and a caller without a team shares none.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OwnAndTeam {
+    user: Option<u32>,
+    team: Option<u32>,
+}
+
+impl OwnAndTeam {
+    /// The visibility of `access` over the rows interned in `syms`; `None` when the access
+    /// sees everything.
+    pub(super) fn new(access: &Access, syms: &Symbols) -> Option<OwnAndTeam> {
+        if access.sees_all {
+            return None;
+        }
+        Some(OwnAndTeam {
+            user: access.user.as_deref().and_then(|u| syms.lookup(u)),
+            team: access.team.as_deref().and_then(|t| syms.lookup(t)),
+        })
+    }
+}
+
+impl Visibility for OwnAndTeam {
+    #[inline]
+    fn sees<R: Row>(self, row: &R) -> bool {
+        self.user == Some(row.owner()) || self.team == Some(row.team())
+    }
 }
 
 /// The rows of one record kind as of event `seq`.
@@ -167,6 +234,7 @@ pub(super) struct DealRow {
     pub(super) pipeline: u32,
     pub(super) stage: u32,
     pub(super) owner: u32,
+    pub(super) team: u32,
     pub(super) source: u32,
     pub(super) status: DealStatus,
     /// Creation time, µs since the epoch.
@@ -182,6 +250,8 @@ pub(super) struct DealView {
     created_at: Timestamp,
     #[serde(default)]
     owner: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
     #[serde(default)]
     amount: Option<Decimal>,
     #[serde(default)]
@@ -212,6 +282,7 @@ impl Row for DealRow {
             pipeline: syms.intern(Some(v.pipeline)),
             stage: syms.intern(Some(v.stage)),
             owner: syms.intern(v.owner),
+            team: syms.intern(v.team),
             source: syms.intern(v.source),
             status: v.status,
             created: micros(v.created_at),
@@ -223,6 +294,14 @@ impl Row for DealRow {
     fn id(&self) -> u128 {
         self.id
     }
+
+    fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    fn team(&self) -> u32 {
+        self.team
+    }
 }
 
 /// What the ticket report reads of a ticket.
@@ -231,6 +310,9 @@ pub(super) struct TicketRow {
     pub(super) id: u128,
     pub(super) created: i64,
     pub(super) priority: Priority,
+    /// The owner (a user id), which need not be the assignee.
+    pub(super) owner: u32,
+    pub(super) team: u32,
     pub(super) assignee: u32,
     pub(super) first_response: Option<i64>,
     pub(super) resolved: Option<i64>,
@@ -242,6 +324,10 @@ pub(super) struct TicketRow {
 #[derive(Deserialize)]
 pub(super) struct TicketView {
     created_at: Timestamp,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
     #[serde(default)]
     priority: Priority,
     #[serde(default)]
@@ -265,6 +351,8 @@ impl Row for TicketRow {
             id,
             created: micros(v.created_at),
             priority: v.priority,
+            owner: syms.intern(v.owner),
+            team: syms.intern(v.team),
             assignee: syms.intern(v.assignee),
             first_response: v.first_response_at.map(micros),
             resolved: v.resolved_at.map(micros),
@@ -275,6 +363,14 @@ impl Row for TicketRow {
 
     fn id(&self) -> u128 {
         self.id
+    }
+
+    fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    fn team(&self) -> u32 {
+        self.team
     }
 }
 
@@ -287,6 +383,7 @@ pub(super) struct InteractionRow {
     pub(super) kind: Option<InteractionKind>,
     pub(super) direction: Option<Direction>,
     pub(super) owner: u32,
+    pub(super) team: u32,
     pub(super) duration_seconds: Option<i64>,
 }
 
@@ -296,6 +393,8 @@ pub(super) struct InteractionView {
     created_at: Timestamp,
     #[serde(default)]
     owner: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
     #[serde(default)]
     kind: Option<InteractionKind>,
     #[serde(default)]
@@ -317,12 +416,21 @@ impl Row for InteractionRow {
             kind: v.kind,
             direction: v.direction,
             owner: syms.intern(v.owner),
+            team: syms.intern(v.team),
             duration_seconds: v.duration_seconds,
         }
     }
 
     fn id(&self) -> u128 {
         self.id
+    }
+
+    fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    fn team(&self) -> u32 {
+        self.team
     }
 }
 
@@ -332,6 +440,7 @@ pub(super) struct ContactRow {
     pub(super) id: u128,
     pub(super) created: i64,
     pub(super) owner: u32,
+    pub(super) team: u32,
     pub(super) source: u32,
 }
 
@@ -341,6 +450,8 @@ pub(super) struct ContactView {
     created_at: Timestamp,
     #[serde(default)]
     owner: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
     #[serde(default)]
     source: Option<String>,
 }
@@ -354,11 +465,20 @@ impl Row for ContactRow {
             id,
             created: micros(v.created_at),
             owner: syms.intern(v.owner),
+            team: syms.intern(v.team),
             source: syms.intern(v.source),
         }
     }
 
     fn id(&self) -> u128 {
         self.id
+    }
+
+    fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    fn team(&self) -> u32 {
+        self.team
     }
 }

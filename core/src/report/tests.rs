@@ -1,6 +1,13 @@
 //! Unit tests of the reports: each built-in report's figures against values worked out by
-//! hand from the records the test writes, parameter checking, CSV, and the invariant of the
-//! projections: after any sequence of changes they answer exactly like a fresh scan.
+//! hand from the records the test writes, parameter checking, CSV, the invariant of the
+//! projections (after any sequence of changes they answer exactly like a fresh scan), and the
+//! access rule: a caller limited to their own and their team's records gets the figures of a
+//! store holding only those records.
+//!
+//! Every fixture has two teams, `east` and `west`, and the agents `ann` (east), `bob` (west),
+//! `carl` (east) and `dee` (no team). Records name owners by email (`ann@example.com`) and
+//! the store keeps user ids; [`run`] translates between the two so expectations can say
+//! `ann`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +18,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::account::{AgentScope, NewUser, OrgSettings, Role, Team};
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::entity::EntityKind::{self, Contact, Deal, Interaction, Ticket};
 use crate::id::Id;
@@ -36,6 +44,22 @@ fn text(s: &str) -> Value {
 fn opt(s: Option<&str>) -> Value {
     s.map_or(Value::Null, text)
 }
+
+/// The `owner` field naming a fixture user by name (`ann`), as their email.
+fn who(name: Option<&str>) -> Value {
+    name.map_or(Value::Null, |n| text(&format!("{n}@example.com")))
+}
+
+/// The fixture's teams.
+const TEAMS: [&str; 2] = ["east", "west"];
+
+/// The fixture's users and their teams, created in this order (so their ids sort the same).
+const USERS: [(&str, Option<&str>); 4] = [
+    ("ann", Some("east")),
+    ("bob", Some("west")),
+    ("carl", Some("east")),
+    ("dee", None),
+];
 
 fn amount(s: &str) -> Value {
     Value::Number(s.parse().unwrap())
@@ -73,11 +97,46 @@ impl Fx {
             max_batch: 1024,
         })
         .unwrap();
-        Fx {
+        let fx = Fx {
             store,
             clock,
             _dir: dir,
+        };
+        for key in TEAMS {
+            fx.exec(Command::PutTeam(Team {
+                key: key.to_owned(),
+                name: key.to_uppercase(),
+            }))
+            .unwrap();
         }
+        for (name, team) in USERS {
+            fx.exec(Command::CreateUser(NewUser {
+                email: format!("{name}@example.com"),
+                name: name.to_owned(),
+                role: Role::Agent,
+                team: team.map(str::to_owned),
+                password_hash: None,
+            }))
+            .unwrap();
+        }
+        fx
+    }
+
+    /// What the fixture user `name` sees when agents see only their own and their team's
+    /// records.
+    fn agent(&self, name: &str) -> Access {
+        let dir = self.store.directory();
+        let user = dir
+            .users()
+            .into_iter()
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("no user {name}"));
+        Access::for_user(
+            user,
+            &OrgSettings {
+                agent_scope: AgentScope::OwnAndTeam,
+            },
+        )
     }
 
     fn exec(&self, cmd: Command) -> Result<Outcome, Error> {
@@ -144,9 +203,35 @@ fn params(p: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs a report as the system (see [`run_as`]).
 fn run(r: &Reports, id: &str, p: &[(&str, &str)]) -> ReportTable {
-    r.run(id, &params(p))
-        .unwrap_or_else(|e| panic!("{id} {p:?}: {e}"))
+    run_as(r, id, p, None)
+}
+
+/// Runs a report for `access`. Owners are stored as user ids, which tests would rather not
+/// spell: an `owner` parameter naming a fixture user (`ann`) is sent as that user's id, and
+/// every cell holding a user's id comes back as the user's name. Both directions use the
+/// engine's own store, so reports of two stores compare by names.
+fn run_as(r: &Reports, id: &str, p: &[(&str, &str)], access: Option<&Access>) -> ReportTable {
+    let dir = r.store().directory();
+    let users = dir.users();
+    let mut raw = params(p);
+    if let Some(owner) = raw.get_mut("owner")
+        && let Some(u) = users.iter().find(|u| u.name == *owner)
+    {
+        *owner = u.id.to_string();
+    }
+    let mut table = r
+        .run_as(id, &raw, access)
+        .unwrap_or_else(|e| panic!("{id} {p:?}: {e}"));
+    for cell in table.rows.iter_mut().flatten() {
+        if let Value::Text(s) = cell
+            && let Some(u) = users.iter().find(|u| u.id.to_string() == *s)
+        {
+            *s = u.name.clone();
+        }
+    }
+    table
 }
 
 /// Asserts a table's rows, each written as its cells joined by commas (null is empty).
@@ -189,7 +274,7 @@ fn deal(
     let mut f = vec![
         ("title", text("Deal")),
         ("stage", text(stage)),
-        ("owner", opt(owner)),
+        ("owner", who(owner)),
         ("source", opt(source)),
     ];
     if let Some((a, c)) = money {
@@ -622,7 +707,7 @@ fn tickets_volume_times_and_sla_by_priority() {
 fn interactions_by_type_and_owner_per_month_and_week() {
     let fx = Fx::new();
     fx.clock.set(at(2026, 3, 20, 0));
-    let who = fx.create(Contact, &[("first_name", text("Ada"))]);
+    let ada = fx.create(Contact, &[("first_name", text("Ada"))]);
     let add = |kind: &str, direction: Option<&str>, when: Timestamp, secs: Option<i64>, owner| {
         fx.create(
             Interaction,
@@ -631,8 +716,8 @@ fn interactions_by_type_and_owner_per_month_and_week() {
                 ("direction", opt(direction)),
                 ("occurred_at", Value::DateTime(when)),
                 ("duration_seconds", secs.map_or(Value::Null, Value::Integer)),
-                ("owner", opt(owner)),
-                ("contact_id", Value::Ref(who)),
+                ("owner", who(owner)),
+                ("contact_id", Value::Ref(ada)),
             ],
         );
     };
@@ -734,7 +819,7 @@ fn new_contacts_by_source_over_time() {
             &[
                 ("first_name", text("C")),
                 ("source", opt(source)),
-                ("owner", text(owner)),
+                ("owner", who(Some(owner))),
             ],
         );
     }
@@ -893,26 +978,36 @@ fn csv_quotes_fields_as_rfc_4180_says() {
     );
 }
 
-/// Every report with several parameter sets, from two engines, must agree.
+/// Every built-in report, with parameter sets that exercise each filter.
+const CASES: &[(&str, &[(&str, &str)])] = &[
+    ("pipeline", &[]),
+    ("pipeline", &[("owner", "ann"), ("from", "2026-02-01")]),
+    ("forecast", &[]),
+    ("forecast", &[("from", "2026-03-01"), ("to", "2026-06-30")]),
+    ("win-rate", &[]),
+    ("win-rate", &[("by", "source")]),
+    ("win-rate", &[("by", "month"), ("owner", "bob")]),
+    ("tickets", &[]),
+    ("tickets", &[("assignee", "ann")]),
+    ("interactions", &[]),
+    ("interactions", &[("interval", "week"), ("type", "call")]),
+    ("new-contacts", &[]),
+    ("new-contacts", &[("interval", "day"), ("source", "web")]),
+    ("new-contacts", &[("owner", "carl")]),
+];
+
+/// Every report of [`CASES`], from two engines over the same store, for each of `accesses`
+/// (`None`: as the system), must agree.
 #[track_caller]
-fn assert_same_reports(live: &Reports, fresh: &Reports) {
-    let cases: &[(&str, &[(&str, &str)])] = &[
-        ("pipeline", &[]),
-        ("pipeline", &[("owner", "ann"), ("from", "2026-02-01")]),
-        ("forecast", &[]),
-        ("forecast", &[("from", "2026-03-01"), ("to", "2026-06-30")]),
-        ("win-rate", &[]),
-        ("win-rate", &[("by", "source")]),
-        ("win-rate", &[("by", "month"), ("owner", "bob")]),
-        ("tickets", &[]),
-        ("tickets", &[("assignee", "ann")]),
-        ("interactions", &[]),
-        ("interactions", &[("interval", "week"), ("type", "call")]),
-        ("new-contacts", &[]),
-        ("new-contacts", &[("interval", "day"), ("source", "web")]),
-    ];
-    for (id, p) in cases {
-        assert_eq!(run(live, id, p), run(fresh, id, p), "{id} {p:?}");
+fn assert_same_reports(live: &Reports, fresh: &Reports, accesses: &[Option<Access>]) {
+    for access in accesses {
+        for (id, p) in CASES {
+            assert_eq!(
+                run_as(live, id, p, access.as_ref()),
+                run_as(fresh, id, p, access.as_ref()),
+                "{id} {p:?} as {access:?}"
+            );
+        }
     }
 }
 
@@ -924,13 +1019,14 @@ fn deal_rows(r: &Reports) -> Vec<String> {
             .iter()
             .map(|d| {
                 format!(
-                    "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?} {:?}",
+                    "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?} {:?}",
                     d.id,
                     d.amount,
                     p.syms.name(d.currency),
                     p.syms.name(d.pipeline),
                     p.syms.name(d.stage),
                     p.syms.name(d.owner),
+                    p.syms.name(d.team),
                     p.syms.name(d.source),
                     d.status,
                     d.created,
@@ -948,8 +1044,16 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
     let fx = Fx::new();
     let live = fx.fresh();
     live.warm().unwrap();
+    let accesses = [
+        None,
+        Some(fx.agent("ann")),
+        Some(fx.agent("bob")),
+        Some(fx.agent("dee")),
+    ];
     let mut rng = StdRng::seed_from_u64(4);
-    let owners = [Some("ann"), Some("bob"), None];
+    let owners = [Some("ann"), Some("bob"), Some("carl"), Some("dee"), None];
+    // A team given explicitly overrides the owner's; `None` here means "not given".
+    let teams = [None, None, None, Some("east"), Some("west"), Some("")];
     let sources = [Some("web"), Some("referral"), None];
     let stages = [
         "lead",
@@ -972,7 +1076,14 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
             } else {
                 now
             };
-            let owner = opt(*owners.choose(&mut rng).unwrap());
+            let name = *owners.choose(&mut rng).unwrap();
+            let owner = who(name);
+            let assignee = opt(name);
+            // An empty team stands for an explicit null.
+            let team = teams
+                .choose(&mut rng)
+                .unwrap()
+                .map(|t| if t.is_empty() { Value::Null } else { text(t) });
             let source = opt(*sources.choose(&mut rng).unwrap());
             let some_id = |ids: &BTreeMap<EntityKind, Vec<Id>>, kind, rng: &mut StdRng| {
                 ids.get(&kind).and_then(|v| v.choose(rng).copied())
@@ -985,6 +1096,7 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                         ("owner", owner),
                         ("source", source),
                     ];
+                    f.extend(team.map(|t| ("team", t)));
                     if rng.random_bool(0.8) {
                         f.push((
                             "amount",
@@ -999,7 +1111,7 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                     Some((Deal, backdated(when, create(Deal, &f))))
                 }
                 3 => some_id(&ids, Deal, &mut rng).map(|id| {
-                    let change = match rng.random_range(0..4) {
+                    let change = match rng.random_range(0..5) {
                         0 => vec![("stage", text(stages.choose(&mut rng).unwrap()))],
                         1 => vec![("owner", owner)],
                         2 => vec![
@@ -1009,6 +1121,7 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                             ),
                             ("currency", text("EUR")),
                         ],
+                        3 => vec![("team", team.unwrap_or(Value::Null))],
                         _ => vec![("expected_close", Value::Null), ("source", source)],
                     };
                     (Deal, update(Deal, id, &change))
@@ -1027,10 +1140,15 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                                     .unwrap(),
                             ),
                         ),
-                        ("assignee", owner),
+                        ("assignee", assignee),
                         ("first_response_due", Value::DateTime(due)),
                         ("resolution_due", Value::DateTime(due + Duration::hours(24))),
                     ];
+                    // The owner is not always the assignee.
+                    if rng.random_bool(0.7) {
+                        f.push(("owner", who(*owners.choose(&mut rng).unwrap())));
+                    }
+                    f.extend(team.map(|t| ("team", t)));
                     if rng.random_bool(0.5) {
                         f.push((
                             "first_response_at",
@@ -1043,14 +1161,17 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                     let status = ["open", "pending", "resolved", "closed"]
                         .choose(&mut rng)
                         .unwrap();
-                    (Ticket, update(Ticket, id, &[("status", text(status))]))
+                    let mut change = vec![("status", text(status))];
+                    change.extend(team.map(|t| ("team", t)));
+                    (Ticket, update(Ticket, id, &change))
                 }),
                 7 => {
-                    let f = vec![
+                    let mut f = vec![
                         ("first_name", text("C")),
                         ("owner", owner),
                         ("source", source),
                     ];
+                    f.extend(team.map(|t| ("team", t)));
                     Some((Contact, backdated(when, create(Contact, &f))))
                 }
                 8 => some_id(&ids, Contact, &mut rng).map(|id| {
@@ -1058,14 +1179,17 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                         // Deleting a contact also deletes interactions linked only to it.
                         (Contact, Command::Delete { kind: Contact, id })
                     } else {
-                        (Contact, update(Contact, id, &[("source", source)]))
+                        (
+                            Contact,
+                            update(Contact, id, &[("source", source), ("owner", owner)]),
+                        )
                     }
                 }),
                 9 | 10 => some_id(&ids, Contact, &mut rng).map(|contact| {
                     let kind = ["email", "call", "meeting", "note"]
                         .choose(&mut rng)
                         .unwrap();
-                    let f = vec![
+                    let mut f = vec![
                         ("kind", text(kind)),
                         (
                             "direction",
@@ -1081,6 +1205,7 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                         ("owner", owner),
                         ("contact_id", Value::Ref(contact)),
                     ];
+                    f.extend(team.map(|t| ("team", t)));
                     (Interaction, backdated(when, create(Interaction, &f)))
                 }),
                 _ => some_id(&ids, Interaction, &mut rng).map(|id| {
@@ -1095,7 +1220,15 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
                     } else {
                         (
                             Interaction,
-                            update(Interaction, id, &[("kind", text("chat")), ("owner", owner)]),
+                            update(
+                                Interaction,
+                                id,
+                                &[
+                                    ("kind", text("chat")),
+                                    ("owner", owner),
+                                    ("team", team.unwrap_or(Value::Null)),
+                                ],
+                            ),
                         )
                     }
                 }),
@@ -1112,7 +1245,7 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
             }
         }
         let fresh = fx.fresh();
-        assert_same_reports(&live, &fresh);
+        assert_same_reports(&live, &fresh, &accesses);
         assert_eq!(deal_rows(&live), deal_rows(&fresh), "round {round}");
         let seq = fx.store.last_event_seq().unwrap();
         assert_eq!(lock(&live.inner.deals).as_ref().map(|p| p.seq), Some(seq));
@@ -1125,6 +1258,370 @@ fn projections_follow_every_kind_of_change_exactly_like_a_fresh_scan() {
     );
     assert!(!run(&live, "win-rate", &[]).rows.is_empty());
     assert!(!run(&live, "interactions", &[]).rows.is_empty());
+    // ... and the restricted paths: an agent sees some records but not all.
+    let ann = fx.agent("ann");
+    for id in ["win-rate", "tickets", "interactions", "new-contacts"] {
+        let mine = run_as(&live, id, &[], Some(&ann));
+        assert_ne!(mine, run(&live, id, &[]), "{id}");
+        assert_ne!(mine, run(&fx.fresh(), id, &[]), "{id}");
+    }
+    assert!(!run_as(&live, "win-rate", &[], Some(&ann)).rows.is_empty());
+}
+
+#[test]
+fn an_agent_limited_to_own_and_team_gets_reports_over_only_those_records() {
+    let fx = Fx::new();
+    let with_team = |mut f: Vec<(&'static str, Value)>, team: &str| {
+        f.push(("team", text(team)));
+        f
+    };
+    fx.create(Deal, &deal("lead", Some(("100", "USD")), Some("ann"), None));
+    fx.create(Deal, &deal("lead", Some(("50", "USD")), Some("carl"), None));
+    fx.create(Deal, &deal("lead", Some(("70", "USD")), Some("bob"), None));
+    // Bob's, but filed under the east team.
+    fx.create(
+        Deal,
+        &with_team(
+            deal("proposal", Some(("10", "USD")), Some("bob"), None),
+            "east",
+        ),
+    );
+    fx.create(Deal, &deal("lead", Some(("5", "USD")), Some("dee"), None));
+    fx.create(Deal, &deal("lead", Some(("1", "USD")), None, None));
+    // Ann's, but filed under the west team.
+    fx.create(
+        Deal,
+        &with_team(deal("won", Some(("20", "USD")), Some("ann"), None), "west"),
+    );
+    // Tickets: the owner decides, not the assignee.
+    fx.create(
+        Ticket,
+        &[
+            ("subject", text("Bob's")),
+            ("priority", text("high")),
+            ("owner", who(Some("bob"))),
+            ("assignee", text("ann")),
+        ],
+    );
+    fx.create(
+        Ticket,
+        &[
+            ("subject", text("Ann's")),
+            ("priority", text("low")),
+            ("owner", who(Some("ann"))),
+        ],
+    );
+    // A contact of Bob's, and an interaction without owner that takes its team (west).
+    let contact = fx.create(
+        Contact,
+        &[("first_name", text("Eve")), ("owner", who(Some("bob")))],
+    );
+    fx.create(
+        Interaction,
+        &[("kind", text("call")), ("contact_id", Value::Ref(contact))],
+    );
+
+    let r = fx.fresh();
+    let ann = fx.agent("ann");
+    let bob = fx.agent("bob");
+    let dee = fx.agent("dee");
+    let default_only = [("pipeline", "default")];
+    check(
+        &run_as(&r, "pipeline", &default_only, Some(&ann)),
+        &[
+            "default,lead,Lead,10,USD,2,150,15",
+            "default,qualified,Qualified,25,,0,0,0",
+            "default,proposal,Proposal,50,USD,1,10,5",
+            "default,negotiation,Negotiation,75,,0,0,0",
+            "default,won,Won,100,USD,1,20,20",
+            "default,lost,Lost,0,,0,0,0",
+        ],
+    );
+    check(
+        &run_as(&r, "pipeline", &default_only, Some(&bob)),
+        &[
+            "default,lead,Lead,10,USD,1,70,7",
+            "default,qualified,Qualified,25,,0,0,0",
+            "default,proposal,Proposal,50,USD,1,10,5",
+            "default,negotiation,Negotiation,75,,0,0,0",
+            "default,won,Won,100,USD,1,20,20",
+            "default,lost,Lost,0,,0,0,0",
+        ],
+    );
+    // No team: only their own.
+    check(&run_as(&r, "forecast", &[], Some(&dee)), &[",USD,1,5,0.5"]);
+    // Filters narrow what is visible, never widen it.
+    check(
+        &run_as(&r, "forecast", &[("owner", "bob")], Some(&ann)),
+        &[",USD,1,10,5"],
+    );
+    check(
+        &run_as(&r, "forecast", &[("owner", "bob")], Some(&dee)),
+        &[],
+    );
+    check(
+        &run_as(&r, "win-rate", &[], Some(&bob)),
+        &["ann,USD,1,0,100,20,20,0"],
+    );
+    check(&run_as(&r, "win-rate", &[], Some(&dee)), &[]);
+    check(
+        &run_as(&r, "tickets", &[], Some(&ann)),
+        &[
+            "low,1,1,0,,,0,0,,0,0,",
+            "normal,0,0,0,,,0,0,,0,0,",
+            "high,0,0,0,,,0,0,,0,0,",
+            "urgent,0,0,0,,,0,0,,0,0,",
+        ],
+    );
+    check(
+        &run_as(&r, "tickets", &[("assignee", "ann")], Some(&bob)),
+        &[
+            "low,0,0,0,,,0,0,,0,0,",
+            "normal,0,0,0,,,0,0,,0,0,",
+            "high,1,1,0,,,0,0,,0,0,",
+            "urgent,0,0,0,,,0,0,,0,0,",
+        ],
+    );
+    check(&run_as(&r, "interactions", &[], Some(&ann)), &[]);
+    check(
+        &run_as(&r, "interactions", &[], Some(&bob)),
+        &["2026-03,call,,1,0,0,0"],
+    );
+    check(&run_as(&r, "new-contacts", &[], Some(&ann)), &[]);
+    check(
+        &run_as(&r, "new-contacts", &[], Some(&bob)),
+        &["2026-03,,1"],
+    );
+    // Unrestricted: the system, a manager, or any agent when agents see everything.
+    let everything = [
+        "default,lead,Lead,10,USD,5,226,22.6",
+        "default,qualified,Qualified,25,,0,0,0",
+        "default,proposal,Proposal,50,USD,1,10,5",
+        "default,negotiation,Negotiation,75,,0,0,0",
+        "default,won,Won,100,USD,1,20,20",
+        "default,lost,Lost,0,,0,0,0",
+    ];
+    check(&run(&r, "pipeline", &default_only), &everything);
+    let dir = fx.store.directory();
+    let mut manager = dir.users()[0].clone();
+    manager.role = Role::Manager;
+    let own_and_team = OrgSettings {
+        agent_scope: AgentScope::OwnAndTeam,
+    };
+    let all_agents = OrgSettings::default();
+    for access in [
+        Access::everything(),
+        Access::for_user(&manager, &own_and_team),
+        Access::for_user(dir.users()[3], &all_agents),
+    ] {
+        assert!(access.sees_all);
+        check(
+            &run_as(&r, "pipeline", &default_only, Some(&access)),
+            &everything,
+        );
+    }
+}
+
+/// One record of a mixed data set, and perhaps a later change to it.
+struct Spec {
+    kind: EntityKind,
+    at: Timestamp,
+    fields: Vec<(&'static str, Value)>,
+    then: Option<(Timestamp, Vec<(&'static str, Value)>)>,
+}
+
+/// Deals, tickets, contacts and interactions of every owner (and none), some filed under a
+/// team other than their owner's or under none. Interactions are linked to a company (which
+/// no report reads), so any subset of the records can be written on its own.
+fn mixed_records(seed: u64) -> Vec<Spec> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let owners = [Some("ann"), Some("bob"), Some("carl"), Some("dee"), None];
+    let teams = [None, None, Some("east"), Some("west"), Some("")];
+    let sources = [Some("web"), Some("referral"), None];
+    let start = at(2025, 6, 1, 0);
+    let span = (t0() - start).num_minutes();
+    let mut out = Vec::new();
+    for _ in 0..240 {
+        let created = start + Duration::minutes(rng.random_range(0..span));
+        let later =
+            created + Duration::minutes(rng.random_range(0..(t0() - created).num_minutes()));
+        let owner = *owners.choose(&mut rng).unwrap();
+        let mut fields = vec![("owner", who(owner))];
+        if let Some(t) = teams.choose(&mut rng).unwrap() {
+            fields.push(("team", if t.is_empty() { Value::Null } else { text(t) }));
+        }
+        let source = opt(*sources.choose(&mut rng).unwrap());
+        let (kind, then) = match rng.random_range(0..8) {
+            0..=2 => {
+                fields.extend([
+                    ("title", text("D")),
+                    (
+                        "stage",
+                        text(["lead", "proposal"].choose(&mut rng).unwrap()),
+                    ),
+                    ("source", source),
+                ]);
+                if rng.random_bool(0.8) {
+                    fields.push((
+                        "amount",
+                        Value::Number(Decimal::new(rng.random_range(0..100_000), 2)),
+                    ));
+                    fields.push(("currency", text(["USD", "EUR"].choose(&mut rng).unwrap())));
+                }
+                if rng.random_bool(0.7) {
+                    let d = NaiveDate::from_ymd_opt(2026, rng.random_range(1..=12), 1).unwrap();
+                    fields.push(("expected_close", Value::Date(d)));
+                }
+                let close = rng.random_bool(0.5).then(|| {
+                    (
+                        later,
+                        vec![("stage", text(["won", "lost"].choose(&mut rng).unwrap()))],
+                    )
+                });
+                (Deal, close)
+            }
+            3 | 4 => {
+                let due = created + Duration::hours(rng.random_range(1..72));
+                fields.extend([
+                    ("subject", text("T")),
+                    (
+                        "priority",
+                        text(
+                            ["low", "normal", "high", "urgent"]
+                                .choose(&mut rng)
+                                .unwrap(),
+                        ),
+                    ),
+                    ("assignee", opt(*owners.choose(&mut rng).unwrap())),
+                    ("first_response_due", Value::DateTime(due)),
+                    ("resolution_due", Value::DateTime(due + Duration::hours(24))),
+                ]);
+                if rng.random_bool(0.5) {
+                    fields.push(("first_response_at", Value::DateTime(later)));
+                }
+                let resolve = rng
+                    .random_bool(0.5)
+                    .then(|| (later, vec![("status", text("resolved"))]));
+                (Ticket, resolve)
+            }
+            5 => {
+                fields.extend([("first_name", text("C")), ("source", source)]);
+                (Contact, None)
+            }
+            _ => {
+                fields.extend([
+                    (
+                        "kind",
+                        text(["email", "call", "meeting"].choose(&mut rng).unwrap()),
+                    ),
+                    (
+                        "direction",
+                        opt(*[Some("inbound"), Some("outbound"), None]
+                            .choose(&mut rng)
+                            .unwrap()),
+                    ),
+                    ("occurred_at", Value::DateTime(created)),
+                    (
+                        "duration_seconds",
+                        Value::Integer(rng.random_range(0..4000)),
+                    ),
+                ]);
+                (Interaction, None)
+            }
+        };
+        out.push(Spec {
+            kind,
+            at: created,
+            fields,
+            then,
+        });
+    }
+    out
+}
+
+/// Writes the records of `specs` that `keep` selects (by index) and returns each one's final
+/// owner and team as stored (`None` for those not written).
+fn load(
+    fx: &Fx,
+    specs: &[Spec],
+    keep: impl Fn(usize) -> bool,
+) -> Vec<Option<(Option<String>, Option<String>)>> {
+    let company = fx.create(EntityKind::Company, &[("name", text("Acme"))]);
+    let as_text = |v: Option<Value>| match v {
+        Some(Value::Text(s)) => Some(s),
+        _ => None,
+    };
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            if !keep(i) {
+                return None;
+            }
+            let mut fields = spec.fields.clone();
+            if spec.kind == Interaction {
+                fields.push(("company_id", Value::Ref(company)));
+            }
+            let id = fx.create_at(spec.at, spec.kind, &fields);
+            if let Some((when, change)) = &spec.then {
+                fx.update_at(*when, spec.kind, id, change);
+            }
+            let r = fx.store.get(spec.kind, id).unwrap();
+            Some((as_text(r.get("owner")), as_text(r.get("team"))))
+        })
+        .collect()
+}
+
+#[test]
+fn a_restricted_report_equals_the_report_of_a_store_with_only_the_visible_records() {
+    let specs = mixed_records(7);
+    let full = Fx::new();
+    let stored = load(&full, &specs, |_| true);
+    let r = full.fresh();
+    for name in ["ann", "bob", "carl", "dee"] {
+        let access = full.agent(name);
+        let visible: Vec<bool> = stored
+            .iter()
+            .map(|s| {
+                let (owner, team) = s.as_ref().unwrap();
+                access.sees(owner.as_deref(), team.as_deref())
+            })
+            .collect();
+        let seen = visible.iter().filter(|v| **v).count();
+        assert!(0 < seen && seen < specs.len(), "{name} sees {seen}");
+        let only = Fx::new();
+        load(&only, &specs, |i| visible[i]);
+        let expected = only.fresh();
+        for (id, p) in CASES {
+            assert_eq!(
+                run_as(&r, id, p, Some(&access)),
+                run(&expected, id, p),
+                "{id} {p:?} as {name}"
+            );
+        }
+    }
+    // Someone without a user or a team who does not see everything sees nothing.
+    let nobody = Access {
+        user: None,
+        team: None,
+        sees_all: false,
+        may_write: false,
+        may_delete_others: false,
+    };
+    let empty_fx = Fx::new();
+    let empty = empty_fx.fresh();
+    for (id, p) in CASES {
+        assert_eq!(run_as(&r, id, p, Some(&nobody)), run(&empty, id, p), "{id}");
+    }
+    // Restricted runs leave the engine's answers for everyone else alone.
+    let again = full.fresh();
+    for (id, p) in CASES {
+        assert_eq!(run(&r, id, p), run(&again, id, p), "{id} {p:?}");
+        assert_eq!(
+            run_as(&r, id, p, Some(&Access::everything())),
+            run(&again, id, p)
+        );
+    }
 }
 
 #[test]

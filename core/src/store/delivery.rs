@@ -96,6 +96,7 @@ impl Tables<'_> {
             next_seq: &mut *ctx.next_seq,
             hook: ctx.hook,
             depth: d.depth,
+            access: None,
         };
         for effect in d.effects {
             self.apply_effect(&d.plugin, effect, &mut inner)?;

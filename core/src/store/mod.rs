@@ -6,6 +6,7 @@
 //! validation fails alone; the rest of its batch commits. Reads open their own read
 //! transaction and never wait for the writer.
 
+mod accounts;
 mod audit;
 mod delivery;
 mod plugins;
@@ -13,6 +14,8 @@ mod read;
 pub mod tables;
 mod write;
 
+#[cfg(test)]
+mod account_tests;
 #[cfg(test)]
 mod delivery_tests;
 #[cfg(test)]
@@ -29,11 +32,13 @@ use std::time::Duration;
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
+pub use self::accounts::NewToken;
 pub use self::delivery::TimerSummary;
 use self::read::Reader;
 use self::tables::{FORMAT_KEY, FORMAT_VERSION, META, encode};
 pub use self::write::{Command, Input, Outcome};
 use self::write::{Ctx, Tables};
+use crate::account::{Access, Directory};
 use crate::clock::Timestamp;
 use crate::clock::{Clock, SystemClock};
 use crate::custom::FieldDef;
@@ -97,6 +102,8 @@ struct Shared {
     /// follow the log ([`Store::wait_for_events`]) so they need not poll.
     head: Mutex<u64>,
     head_moved: Condvar,
+    /// Accounts, rebuilt after every commit that changed them.
+    directory: RwLock<Arc<Directory>>,
     path: PathBuf,
 }
 
@@ -162,6 +169,13 @@ impl Store {
             Err(e) => return Err(StoreError::Redb(e.into())),
         };
         let (next_seq, any_scores) = init(&db, &path, config.clock.as_ref())?;
+        let directory = accounts::load_directory(&db.begin_read()?).map_err(|e| match e {
+            Error::Store(s) => s,
+            other => StoreError::Corrupt {
+                what: "accounts".to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
             clock: config.clock,
@@ -169,6 +183,7 @@ impl Store {
             any_scores: AtomicBool::new(any_scores),
             head: Mutex::new(next_seq - 1),
             head_moved: Condvar::new(),
+            directory: RwLock::new(Arc::new(directory)),
             path,
         });
         let (tx, rx) = mpsc::channel();
@@ -254,6 +269,25 @@ impl Store {
         let db = self.shared.db.read().unwrap_or_else(|p| p.into_inner());
         let db = db.as_ref().ok_or(Error::ShuttingDown)?;
         Ok(Reader::new(db.begin_read()?))
+    }
+
+    /// Users, teams, tokens, sessions and settings as of the last commit (cheap: a shared
+    /// snapshot, rebuilt only when accounts change).
+    pub fn directory(&self) -> Arc<Directory> {
+        self.shared
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The store as seen by someone with `access`: every read through it leaves out records
+    /// they may not see (see [`Scoped`]).
+    pub fn scoped(&self, access: Access) -> Scoped {
+        Scoped {
+            store: self.clone(),
+            access: (!access.sees_all).then_some(access),
+        }
     }
 
     /// One record.
@@ -486,6 +520,87 @@ impl Store {
     }
 }
 
+/// Reads limited to what one caller may see: a record they may not see is not found, and
+/// lists, counts, timelines and history leave such records out. Made by [`Store::scoped`].
+#[derive(Clone)]
+pub struct Scoped {
+    store: Store,
+    /// `None` when the caller sees everything (the common case, kept free of checks).
+    access: Option<Access>,
+}
+
+impl Scoped {
+    fn reader(&self) -> Result<Reader, Error> {
+        Ok(self.store.reader()?.restricted(self.access.clone()))
+    }
+
+    /// The unrestricted store, for what is not a record (definitions, pipelines, plugins).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether some records are hidden from this caller.
+    pub fn is_restricted(&self) -> bool {
+        self.access.is_some()
+    }
+
+    /// The restriction, when there is one.
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// One record ([`Error::NotFound`] when it exists but is not visible).
+    pub fn get(&self, kind: EntityKind, id: Id) -> Result<AnyRecord, Error> {
+        self.reader()?.get(kind, id)
+    }
+
+    /// One record and its scores.
+    pub fn get_with_scores(
+        &self,
+        kind: EntityKind,
+        id: Id,
+    ) -> Result<(AnyRecord, Vec<(String, StoredScore)>), Error> {
+        let record = self.get(kind, id)?;
+        Ok((record, self.store.scores(id)?))
+    }
+
+    /// A page of the visible records.
+    pub fn list(&self, kind: EntityKind, q: &Query) -> Result<Page<AnyRecord>, Error> {
+        self.reader()?.list(kind, q)
+    }
+
+    /// How many visible records match.
+    pub fn count(&self, kind: EntityKind, q: &Query) -> Result<u64, Error> {
+        self.reader()?.count(kind, q)
+    }
+
+    /// A visible record's timeline, without the linked records the caller may not see.
+    pub fn timeline(
+        &self,
+        kind: EntityKind,
+        id: Id,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<TimelineItem>, Error> {
+        self.reader()?.timeline(kind, id, limit, cursor)
+    }
+
+    /// A visible record's history (a deleted record's only for callers who see everything).
+    pub fn history(
+        &self,
+        kind: EntityKind,
+        id: Id,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::audit::AuditPage, Error> {
+        let r = self.reader()?;
+        if self.access.is_some() {
+            r.get(kind, id)?;
+        }
+        r.history(kind, id, before, limit.clamp(1, 1000))
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -547,6 +662,7 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), St
         txn.open_table(tables::PLUGIN_DELIVERY)?;
         txn.open_table(tables::TIMERS)?;
         txn.open_table(tables::TIMER_KEYS)?;
+        accounts::create_tables(&txn)?;
     }
     let next = {
         let events = txn.open_table(tables::EVENTS)?;
@@ -556,6 +672,19 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), St
     let any_scores = !txn.open_table(tables::SCORES)?.is_empty()?;
     txn.commit()?;
     Ok((next, any_scores))
+}
+
+fn reload_directory(shared: &Shared) {
+    let loaded = (|| -> Result<Directory, Error> {
+        let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
+        let txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_read()?;
+        accounts::load_directory(&txn)
+    })();
+    match loaded {
+        Ok(d) => *shared.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d),
+        // The old directory stays; it can only be missing what this batch added.
+        Err(e) => tracing::error!(error = %e, "cannot reload accounts after a commit"),
+    }
 }
 
 fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_seq: u64) {
@@ -598,6 +727,7 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
 /// wrote before failing.
 fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut u64, alone: bool) {
     let start_seq = *next_seq;
+    let accounts_changed = batch.iter().any(|j| j.cmd.touches_accounts());
     let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
     let committed = (|| -> Result<bool, Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
@@ -618,6 +748,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     next_seq,
                     hook: hook.as_deref(),
                     depth: 0,
+                    access: None,
                 };
                 if matches!(job.cmd, Command::PutScores(_)) {
                     // Set before the commit: a reader that then looks finds nothing, never
@@ -654,6 +785,10 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
     match committed {
         Ok(wrote) => {
             if wrote {
+                if accounts_changed {
+                    // Before the replies: whoever was told their token exists can use it.
+                    reload_directory(shared);
+                }
                 let mut head = shared.head.lock().unwrap_or_else(|p| p.into_inner());
                 *head = *next_seq - 1;
                 shared.head_moved.notify_all();

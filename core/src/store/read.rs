@@ -5,7 +5,9 @@ use std::cmp::Ordering;
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
+use super::accounts::visible;
 use super::tables::{self, decode};
+use crate::account::Access;
 use crate::custom::FieldDef;
 use crate::entity::{AnyRecord, EntityKind, IntoAny, Record};
 use crate::error::Error;
@@ -40,11 +42,20 @@ pub(crate) fn field_defs(
 /// A read snapshot.
 pub(crate) struct Reader {
     pub(super) txn: ReadTransaction,
+    /// Records outside it are invisible to `get`, `list`, `count` and `timeline`; `None`
+    /// means everything is visible.
+    access: Option<Access>,
 }
 
 impl Reader {
     pub(crate) fn new(txn: ReadTransaction) -> Self {
-        Reader { txn }
+        Reader { txn, access: None }
+    }
+
+    /// The same snapshot, limited to what `access` may see.
+    pub(crate) fn restricted(mut self, access: Option<Access>) -> Self {
+        self.access = access;
+        self
     }
 
     fn records(&self, kind: EntityKind) -> Result<ReadOnlyTable<u128, &'static [u8]>, Error> {
@@ -56,8 +67,12 @@ impl Reader {
     }
 
     pub(crate) fn get(&self, kind: EntityKind, id: Id) -> Result<AnyRecord, Error> {
-        with_kind!(kind, R => self.load::<R>(id)?.map(IntoAny::into_any))
-            .ok_or(Error::NotFound { kind, id })
+        let access = self.access.as_ref();
+        with_kind!(kind, R => self
+            .load::<R>(id)?
+            .filter(|r| visible(access, r))
+            .map(IntoAny::into_any))
+        .ok_or(Error::NotFound { kind, id })
     }
 
     pub(crate) fn field_defs(&self, kind: EntityKind) -> Result<Vec<FieldDef>, Error> {
@@ -307,23 +322,29 @@ impl Reader {
     }
 
     pub(crate) fn count(&self, kind: EntityKind, q: &Query) -> Result<u64, Error> {
-        if q.filters.is_empty() && q.search.is_none() {
+        if q.filters.is_empty() && q.search.is_none() && self.access.is_none() {
             return self.count_all(kind);
         }
         with_kind!(kind, R => self.count_of::<R>(q))
     }
 
     /// The predicate a record must pass: every resolved filter, and the free-text search.
-    fn matcher<R: Record>(filters: &[Resolved], q: &Query) -> impl Fn(&R) -> bool {
+    fn matcher<'a, R: Record>(
+        &'a self,
+        filters: &'a [Resolved],
+        q: &Query,
+    ) -> impl Fn(&R) -> bool + 'a {
+        let access = self.access.as_ref();
         let search = q
             .search
             .as_ref()
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
         move |r: &R| {
-            filters
-                .iter()
-                .all(|f| f.matches(&r.get(&f.field).unwrap_or(Value::Null)))
+            visible(access, r)
+                && filters
+                    .iter()
+                    .all(|f| f.matches(&r.get(&f.field).unwrap_or(Value::Null)))
                 && search
                     .as_ref()
                     .is_none_or(|s| searchable(r).contains(s.as_str()))
@@ -332,7 +353,7 @@ impl Reader {
 
     fn count_of<R: Record>(&self, q: &Query) -> Result<u64, Error> {
         let filters = self.resolve(R::KIND, q)?;
-        let matches = Self::matcher::<R>(&filters, q);
+        let matches = self.matcher::<R>(&filters, q);
         let table = self.records(R::KIND)?;
         let mut n = 0;
         match self.candidates(R::KIND, &filters)? {
@@ -361,7 +382,7 @@ impl Reader {
     fn list_of<R: Record>(&self, q: &Query) -> Result<Page<AnyRecord>, Error> {
         let limit = q.page_size()?;
         let filters = self.resolve(R::KIND, q)?;
-        let matches = Self::matcher::<R>(&filters, q);
+        let matches = self.matcher::<R>(&filters, q);
         let sort = q.sort.clone().unwrap_or(SortKey {
             field: "created_at".to_owned(),
             descending: true,

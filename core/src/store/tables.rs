@@ -24,6 +24,13 @@
 //! | `plugin_delivery` | plugin id | MessagePack delivery state (event cursor, recent failures) |
 //! | `timers` | (plugin id, due µs, timer id) | MessagePack timer |
 //! | `timer_keys` | (plugin id, key) | (due µs, timer id) of the pending timer with that key |
+//! | `users` | user id `u128` | MessagePack user (password as an Argon2id PHC string) |
+//! | `user_emails` | email, lower-cased | user id `u128` |
+//! | `teams` | team key | MessagePack team |
+//! | `tokens` | token id `u128` | MessagePack token (SHA-256 of the secret, never the secret) |
+//! | `sessions` | SHA-256 of the session secret | MessagePack session |
+//!
+//! `meta` also holds `org_settings` (MessagePack organisation settings) once they are set.
 
 use redb::TableDefinition;
 use serde::Serialize;
@@ -93,6 +100,19 @@ pub const TIMERS: TableDefinition<(&str, i64, u128), &[u8]> = TableDefinition::n
 /// Keyed timers: which pending timer holds each (plugin, key).
 pub const TIMER_KEYS: TableDefinition<(&str, &str), (i64, u128)> =
     TableDefinition::new("timer_keys");
+
+/// Users.
+pub const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+/// Users by lower-cased email (unique).
+pub const USER_EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
+/// Teams by key.
+pub const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams");
+/// API tokens by id.
+pub const TOKENS: TableDefinition<u128, &[u8]> = TableDefinition::new("tokens");
+/// Sign-in sessions by the hash of their secret.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// The key of the organisation settings in [`META`].
+pub const ORG_SETTINGS_KEY: &str = "org_settings";
 
 /// Encodes a value for storage.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {

@@ -130,6 +130,47 @@ pub enum Command {
         /// What failed.
         failure: DeliveryFailure,
     },
+    /// Create a user.
+    CreateUser(crate::account::NewUser),
+    /// Change a user.
+    UpdateUser {
+        /// Their id.
+        id: Id,
+        /// What changes.
+        changes: crate::account::UserChanges,
+    },
+    /// Create or rename a team.
+    PutTeam(crate::account::Team),
+    /// Delete a team that has no members; records keep its key as plain data.
+    DeleteTeam {
+        /// Its key.
+        key: String,
+    },
+    /// Create an API token (the caller made the secret and passes only its hash).
+    CreateToken(super::accounts::NewToken),
+    /// Revoke an API token: it is refused from now on.
+    RevokeToken {
+        /// Its id.
+        id: Id,
+    },
+    /// Record a sign-in session.
+    StartSession(crate::account::Session),
+    /// End a sign-in session (sign-out).
+    EndSession {
+        /// The hash of its secret.
+        hash: String,
+    },
+    /// Change the organisation's settings.
+    SetOrgSettings(crate::account::OrgSettings),
+    /// Run a record command as a signed-in user: a record they may not see is not found, a
+    /// read-only role changes nothing, agents delete only what they own, and a new record
+    /// without an owner is theirs.
+    Scoped {
+        /// What the user may see and do.
+        access: crate::account::Access,
+        /// What they asked for.
+        command: Box<Command>,
+    },
     /// Run a command as if it happened at `at`, which must not be in the future: its
     /// timestamps, the ids it creates and its events carry `at`. For imports that keep their
     /// history and for demo data; never reachable from the HTTP API.
@@ -147,6 +188,29 @@ impl Command {
     pub fn needs_own_transaction(&self) -> bool {
         match self {
             Command::Deliver(d) => d.needs_own_transaction(),
+            Command::Scoped { command, .. } | Command::Backdated { command, .. } => {
+                command.needs_own_transaction()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether it changes accounts (users, teams, tokens, sessions, settings), after which the
+    /// store's in-memory [`crate::account::Directory`] is rebuilt.
+    pub fn touches_accounts(&self) -> bool {
+        match self {
+            Command::CreateUser(_)
+            | Command::UpdateUser { .. }
+            | Command::PutTeam(_)
+            | Command::DeleteTeam { .. }
+            | Command::CreateToken(_)
+            | Command::RevokeToken { .. }
+            | Command::StartSession(_)
+            | Command::EndSession { .. }
+            | Command::SetOrgSettings(_) => true,
+            Command::Scoped { command, .. } | Command::Backdated { command, .. } => {
+                command.touches_accounts()
+            }
             _ => false,
         }
     }
@@ -168,6 +232,12 @@ pub enum Outcome {
     Pipeline(Pipeline),
     /// The plugin as stored.
     Plugin(PluginRecord),
+    /// The user as stored.
+    User(crate::account::User),
+    /// The team as stored.
+    Team(crate::account::Team),
+    /// The token as stored (with its hash; strip it before showing it).
+    Token(crate::account::Token),
     /// The change was applied; there is nothing to return.
     Done,
 }
@@ -205,6 +275,8 @@ pub(crate) struct Ctx<'a> {
     pub hook: Option<&'a dyn WriteHook>,
     /// The chain depth events written now carry (see [`Event::depth`]).
     pub depth: u8,
+    /// The signed-in user a [`Command::Scoped`] runs as; `None` for the system.
+    pub access: Option<crate::account::Access>,
 }
 
 impl<'t> Tables<'t> {
@@ -307,9 +379,48 @@ impl<'t> Tables<'t> {
                     next_seq: &mut *ctx.next_seq,
                     hook: ctx.hook,
                     depth: ctx.depth,
+                    access: ctx.access.clone(),
                 };
                 self.apply(*command, &mut inner)
             }
+            Command::Scoped { access, command } => {
+                if !matches!(
+                    *command,
+                    Command::Create { .. } | Command::Update { .. } | Command::Delete { .. }
+                ) {
+                    return Err(Error::invalid(
+                        "command",
+                        "only record creates, updates and deletes can be scoped to a user",
+                    ));
+                }
+                if !access.may_write {
+                    return Err(Error::Forbidden(
+                        "your role is read-only: nothing can be changed".to_owned(),
+                    ));
+                }
+                let mut inner = Ctx {
+                    now: ctx.now,
+                    backdated: ctx.backdated,
+                    actor: ctx.actor,
+                    ids: ctx.ids,
+                    next_seq: &mut *ctx.next_seq,
+                    hook: ctx.hook,
+                    depth: ctx.depth,
+                    access: Some(access),
+                };
+                self.apply(*command, &mut inner)
+            }
+            Command::CreateUser(u) => self.create_user(u, ctx).map(Outcome::User),
+            Command::UpdateUser { id, changes } => {
+                self.update_user(id, changes, ctx).map(Outcome::User)
+            }
+            Command::PutTeam(t) => self.put_team(t).map(Outcome::Team),
+            Command::DeleteTeam { key } => self.delete_team(&key).map(|()| Outcome::Deleted),
+            Command::CreateToken(t) => self.create_token(t, ctx).map(Outcome::Token),
+            Command::RevokeToken { id } => self.revoke_token(id, ctx).map(Outcome::Token),
+            Command::StartSession(s) => self.start_session(s, ctx).map(|()| Outcome::Done),
+            Command::EndSession { hash } => self.end_session(&hash).map(|()| Outcome::Done),
+            Command::SetOrgSettings(s) => self.set_org_settings(&s).map(|()| Outcome::Done),
         }
     }
 
@@ -324,9 +435,13 @@ impl<'t> Tables<'t> {
             ctx.ids.next(&ctx.now)
         };
         let mut r = R::blank(id, ctx.now);
+        let owner_given = input.fields.contains_key("owner");
+        let team_given = input.fields.contains_key("team");
         for (k, v) in input.fields {
             r.set(&k, v)?;
         }
+        self.settle_owner(&mut r, None, owner_given, team_given, ctx)?;
+        self.check_refs_visible(&r, ctx)?;
         let defs = self.field_defs(R::KIND)?;
         custom::apply(&defs, r.custom_mut(), input.custom, self, R::KIND)?;
         r.prepare(None, ctx.now, self)?;
@@ -350,10 +465,17 @@ impl<'t> Tables<'t> {
         let before: R = self
             .load(id)?
             .ok_or(Error::NotFound { kind: R::KIND, id })?;
+        self.check_may_change(&before, ctx)?;
         let mut r = before.clone();
+        let owner_given = input.fields.contains_key("owner");
+        let team_given = input.fields.contains_key("team");
         for (k, v) in input.fields {
             r.set(&k, v)?;
         }
+        if owner_given || team_given {
+            self.settle_owner(&mut r, Some(&before), owner_given, team_given, ctx)?;
+        }
+        self.check_refs_visible(&r, ctx)?;
         let defs = self.field_defs(R::KIND)?;
         let mut custom_values = r.custom().clone();
         custom::apply(&defs, &mut custom_values, input.custom, self, R::KIND)?;
@@ -414,6 +536,15 @@ impl<'t> Tables<'t> {
         if self.table(kind).get(id.as_u128())?.is_none() {
             return Err(Error::NotFound { kind, id });
         }
+        if ctx.access.is_some() {
+            let (owner, team) = with_kind!(kind, R => {
+                let r = self.load::<R>(id)?.ok_or(Error::NotFound { kind, id })?;
+                (r.owner().map(str::to_owned), r.team().map(str::to_owned))
+            });
+            self.check_may_delete(kind, id, owner.as_deref(), team.as_deref(), ctx)?;
+            let referrers = self.referrers_of(id)?;
+            self.check_cascade(id, &referrers, ctx)?;
+        }
         // Deleting can cascade (an interaction left linked to nothing goes too), so work
         // through a queue; `seen` stops cycles through custom reference fields.
         let mut queue = vec![(kind, id)];
@@ -463,6 +594,23 @@ impl<'t> Tables<'t> {
 
     /// Clears `source`'s references to `target`. Returns true when `source` is an interaction
     /// or task left linked to nothing, which the caller then deletes.
+    /// The records that refer to `target` (kind and id), from the reference index.
+    fn referrers_of(&self, target: Id) -> Result<Vec<(EntityKind, Id)>, Error> {
+        let mut out = Vec::new();
+        for entry in self
+            .refs
+            .range((target.as_u128(), i64::MIN, 0)..=(target.as_u128(), i64::MAX, u128::MAX))?
+        {
+            let (key, tag) = entry?;
+            if let Some(k) = EntityKind::from_tag(tag.value()) {
+                out.push((k, Id::from_u128(key.value().2)));
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     fn unlink<R: Record>(
         &mut self,
         source: Id,
