@@ -23,6 +23,25 @@ use tokio::net::TcpStream;
 
 const CLIENTS: usize = 64;
 
+/// The API token every request sends (made with `kith token create` before each start).
+static TOKEN: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+/// Runs the `kith` binary with `args`; its standard output.
+fn kith(args: &[&str], data: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run the kith binary");
+    assert!(
+        out.status.success(),
+        "kith {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 struct Server {
     child: Child,
     addr: String,
@@ -32,6 +51,23 @@ struct Server {
 impl Server {
     fn start(max_batch: usize) -> Server {
         let dir = tempfile::tempdir().expect("temporary directory");
+        kith(
+            &[
+                "user",
+                "add",
+                "--email",
+                "bench@example.com",
+                "--role",
+                "admin",
+            ],
+            dir.path(),
+        );
+        let printed = kith(
+            &["token", "create", "--email", "bench@example.com"],
+            dir.path(),
+        );
+        let token = printed.lines().next().expect("the token").trim().to_owned();
+        *TOKEN.write().unwrap_or_else(|p| p.into_inner()) = format!("Bearer {token}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(dir.path())
@@ -93,6 +129,10 @@ async fn call(
         .uri(path)
         .header("host", addr)
         .header("content-type", "application/json")
+        .header(
+            "authorization",
+            TOKEN.read().unwrap_or_else(|p| p.into_inner()).as_str(),
+        )
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .expect("request");
     let resp = sender.send_request(req).await.expect("response");

@@ -440,3 +440,166 @@ fn describe(p: &PluginView) -> String {
     }
     s
 }
+
+/// Opens only the store of a data directory (account commands need no plugins).
+fn open_store(data: &Path) -> Result<Store, AdminError> {
+    Store::open(StoreConfig::new(data)).map_err(|e| match e {
+        StoreError::InUse { .. } => AdminError::new(format!(
+            "a running Kith server is using {}; stop it first, or use the server's API \
+             (/api/v1/users, /api/v1/tokens) while it runs",
+            data.display()
+        )),
+        other => AdminError::new(other.to_string()),
+    })
+}
+
+/// Runs `f` on the data directory's store, closing it afterwards whatever happens.
+fn with_store<T>(
+    data: &Path,
+    f: impl FnOnce(&Store) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let store = open_store(data)?;
+    let result = f(&store);
+    store.close();
+    result
+}
+
+/// `kith user add`: creates a user; with no password given, generates one and prints it once.
+pub fn user_add(
+    data: &Path,
+    email: &str,
+    role: &str,
+    name: Option<&str>,
+    team: Option<&str>,
+    password: Option<String>,
+) -> Result<String, AdminError> {
+    let role = kith_core::Role::parse(role).map_err(AdminError)?;
+    let (password, generated) = match password {
+        Some(p) => (p, false),
+        None => (crate::api::generate_password(), true),
+    };
+    let hash = kith_core::account::hash_password(&password)?;
+    with_store(data, |store| {
+        let new = kith_core::NewUser {
+            email: email.to_owned(),
+            name: name.unwrap_or_default().to_owned(),
+            role,
+            team: team.map(str::to_owned),
+            password_hash: Some(hash),
+        };
+        match store.execute(kith_core::Command::CreateUser(new), "cli")? {
+            kith_core::Outcome::User(u) => {
+                let mut out = format!(
+                    "created {} ({}, {}{})\n",
+                    u.email,
+                    u.name,
+                    u.role,
+                    u.team
+                        .as_deref()
+                        .map(|t| format!(", team {t}"))
+                        .unwrap_or_default()
+                );
+                if generated {
+                    out.push_str(&format!(
+                        "password: {password}\n(shown once; they can change it on their account page)\n"
+                    ));
+                }
+                Ok(out)
+            }
+            other => Err(AdminError::new(format!("unexpected answer {other:?}"))),
+        }
+    })
+}
+
+/// `kith user password`: sets the password of the user with `email` (a generated one,
+/// printed once, when `password` is `None`) and ends their sessions.
+pub fn user_password(
+    data: &Path,
+    email: &str,
+    password: Option<String>,
+) -> Result<String, AdminError> {
+    let (password, generated) = match password {
+        Some(p) => (p, false),
+        None => (crate::api::generate_password(), true),
+    };
+    let hash = kith_core::account::hash_password(&password)?;
+    with_store(data, |store| {
+        let id = store
+            .directory()
+            .user_by_email(email)
+            .map(|u| u.id)
+            .ok_or_else(|| AdminError::new(format!("there is no user with email '{email}'")))?;
+        let changes = kith_core::UserChanges {
+            password_hash: Some(hash),
+            ..Default::default()
+        };
+        store.execute(kith_core::Command::UpdateUser { id, changes }, "cli")?;
+        let mut out = format!("set the password of {email}; their sessions have ended\n");
+        if generated {
+            out.push_str(&format!("password: {password}\n(shown once)\n"));
+        }
+        Ok(out)
+    })
+}
+
+/// `kith user list`.
+pub fn user_list(data: &Path) -> Result<String, AdminError> {
+    with_store(data, |store| {
+        let dir = store.directory();
+        let mut out = String::new();
+        for u in dir.users() {
+            out.push_str(&format!(
+                "{}  {:<32} {:<8} {:<12} {}\n",
+                u.id,
+                u.email,
+                u.role,
+                u.team.as_deref().unwrap_or("-"),
+                if u.active { "active" } else { "inactive" }
+            ));
+        }
+        if out.is_empty() {
+            out.push_str("no users yet\n");
+        }
+        Ok(out)
+    })
+}
+
+/// `kith team add`.
+pub fn team_add(data: &Path, key: &str, name: &str) -> Result<String, AdminError> {
+    with_store(data, |store| {
+        let team = kith_core::Team {
+            key: key.to_owned(),
+            name: name.to_owned(),
+        };
+        store.execute(kith_core::Command::PutTeam(team), "cli")?;
+        Ok(format!("team '{key}' ({name}) saved\n"))
+    })
+}
+
+/// `kith token create`: an API token for the user with `email`, printed once.
+pub fn token_create(
+    data: &Path,
+    email: &str,
+    name: &str,
+    expires_in_days: Option<u32>,
+) -> Result<String, AdminError> {
+    with_store(data, |store| {
+        let dir = store.directory();
+        let user = dir
+            .user_by_email(email)
+            .ok_or_else(|| AdminError::new(format!("there is no user with email {email}")))?;
+        let secret = kith_core::account::new_secret("kith_");
+        let now = store.clock().now();
+        let token = kith_core::NewToken {
+            user: user.id,
+            name: name.to_owned(),
+            hash: kith_core::account::hash_secret(&secret),
+            expires_at: expires_in_days.map(|d| now + chrono::Duration::days(i64::from(d))),
+        };
+        store.execute(kith_core::Command::CreateToken(token), "cli")?;
+        Ok(format!(
+            "{secret}\n(an API token for {email}: send it as 'Authorization: Bearer <token>'; \
+             it is shown once and stored only as a hash)\n"
+        ))
+    })
+}

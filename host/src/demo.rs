@@ -14,7 +14,9 @@ use fake::faker::job::en::Title as JobTitle;
 use fake::faker::lorem::en::Sentence;
 use fake::faker::name::en::{FirstName, LastName};
 use kith_core::Timestamp;
-use kith_core::{Command, EntityKind, Error, Id, Input, Outcome, Store, Value};
+use kith_core::{
+    Command, EntityKind, Error, Id, Input, NewUser, Outcome, Role, Store, Team, Value,
+};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -49,10 +51,53 @@ impl Default for DemoSize {
     }
 }
 
+/// Creates the demo's teams and people (without passwords: an admin sets one to sign in as
+/// them), unless they exist.
+fn add_people(store: &Store) -> Result<(), Error> {
+    let dir = store.directory();
+    for (key, name) in TEAMS {
+        if !dir.teams().iter().any(|t| t.key == *key) {
+            let team = Team {
+                key: (*key).to_owned(),
+                name: (*name).to_owned(),
+            };
+            store.execute(Command::PutTeam(team), "demo")?;
+        }
+    }
+    for (email, name, role, team) in PEOPLE {
+        if dir.user_by_email(email).is_none() {
+            let user = NewUser {
+                email: (*email).to_owned(),
+                name: (*name).to_owned(),
+                role: *role,
+                team: Some((*team).to_owned()),
+                password_hash: None,
+            };
+            store.execute(Command::CreateUser(user), "demo")?;
+        }
+    }
+    Ok(())
+}
+
 /// The seed that makes the demo data the same on every machine.
 pub const SEED: u64 = 2026;
 
-const OWNERS: &[&str] = &["alex", "sam", "jordan", "riley", "casey"];
+/// The demo's people (record owners), by email: (email, name, role, team).
+const PEOPLE: &[(&str, &str, Role, &str)] = &[
+    ("alex@example.com", "Alex Kim", Role::Agent, "east"),
+    ("sam@example.com", "Sam Ortiz", Role::Agent, "east"),
+    ("jordan@example.com", "Jordan Lee", Role::Agent, "west"),
+    ("riley@example.com", "Riley Shah", Role::Manager, "west"),
+    ("casey@example.com", "Casey Novak", Role::Agent, "west"),
+];
+const OWNERS: &[&str] = &[
+    "alex@example.com",
+    "sam@example.com",
+    "jordan@example.com",
+    "riley@example.com",
+    "casey@example.com",
+];
+const TEAMS: &[(&str, &str)] = &[("east", "East"), ("west", "West")];
 const SOURCES: &[&str] = &["web", "referral", "event", "outbound", "partner", "ads"];
 const TAGS: &[&str] = &[
     "vip",
@@ -166,6 +211,7 @@ fn update(
 
 /// Seeds `size` records with the fixed seed; returns a one-line summary.
 pub fn seed(store: &Store, size: DemoSize) -> Result<String, Error> {
+    add_people(store)?;
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let now = store.clock().now();
     // Everything happens at least a minute ago, so no backdated time passes the clock.

@@ -1,5 +1,5 @@
 //! kith-host: everything between the core and the outside world — the REST API on axum, the
-//! server lifecycle (start, graceful shutdown), demo data and the `kith` command's logic.
+//! web pages, the server lifecycle (start, graceful shutdown), demo data and the `kith` command's logic.
 //!
 //! Only this crate talks to axum and tokio; the core stays a plain library.
 
@@ -9,5 +9,6 @@ pub mod bundled;
 pub mod demo;
 pub mod plugin;
 pub mod server;
+pub mod web;
 
 pub use server::{Running, ServerConfig, StartError, start};

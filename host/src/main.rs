@@ -1,4 +1,5 @@
-//! The `kith` command: `kith serve` runs the CRM server.
+//! The `kith` command: `kith serve` runs the CRM server; `kith user`, `kith team` and
+//! `kith token` manage accounts offline; `kith plugin` manages plugins.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,28 @@ enum Cmd {
         /// Most memory any plugin call may use, in MiB (admins may set less per plugin).
         #[arg(long, env = "KITH_PLUGIN_MEMORY_MIB", default_value_t = 64)]
         plugin_memory_mib: usize,
+        /// Mark session cookies Secure: set this when users reach Kith over HTTPS (say,
+        /// through a reverse proxy that terminates TLS).
+        #[arg(long, env = "KITH_SECURE_COOKIES")]
+        secure_cookies: bool,
+        /// Email of the admin created on the first start (when there are no users).
+        #[arg(long, env = "KITH_ADMIN_EMAIL", default_value = kith_host::server::DEFAULT_ADMIN_EMAIL)]
+        admin_email: String,
+    },
+    /// Manage users (stop the server first, or use /api/v1/users).
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
+    /// Manage teams (stop the server first, or use /api/v1/teams).
+    Team {
+        #[command(subcommand)]
+        command: TeamCmd,
+    },
+    /// Manage API tokens (stop the server first, or use /api/v1/tokens).
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
     },
     /// Work with plugins.
     Plugin {
@@ -57,6 +80,84 @@ enum Cmd {
         /// Only scorers of this kind (contact, company, deal, ...).
         #[arg(long)]
         kind: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user. Without --password-stdin a password is generated and printed once.
+    Add {
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// admin, manager, agent or viewer.
+        #[arg(long)]
+        role: String,
+        /// Display name (default: the email's local part).
+        #[arg(long)]
+        name: Option<String>,
+        /// Team key (create the team first with `kith team add`).
+        #[arg(long)]
+        team: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// Set a user's password (for a forgotten one, or the only admin locked out), ending
+    /// their sessions. Without --password-stdin a password is generated and printed once.
+    Password {
+        /// Their sign-in email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+    /// List users.
+    List {
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TeamCmd {
+    /// Add or rename a team.
+    Add {
+        /// Short key records store (lower-case letters, digits, '-').
+        key: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create an API token for a user; prints it once.
+    Create {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// What the token is for.
+        #[arg(long, default_value = "command line")]
+        name: String,
+        /// Days until it expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// Data directory.
+        #[arg(long, env = "KITH_DATA", default_value = "./kith-data")]
+        data: PathBuf,
     },
 }
 
@@ -194,6 +295,56 @@ fn main() -> ExitCode {
         } => run_plugin(&path, &hook, input.as_deref()),
         Cmd::Plugin { command } => report(plugin_admin(command)),
         Cmd::Rescore { data, kind } => report(admin::rescore(&data, kind.as_deref())),
+        Cmd::User {
+            command:
+                UserCmd::Add {
+                    email,
+                    role,
+                    name,
+                    team,
+                    password_stdin,
+                    data,
+                },
+        } => {
+            let password = match read_password(password_stdin) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            report(admin::user_add(
+                &data,
+                &email,
+                &role,
+                name.as_deref(),
+                team.as_deref(),
+                password,
+            ))
+        }
+        Cmd::User {
+            command:
+                UserCmd::Password {
+                    email,
+                    password_stdin,
+                    data,
+                },
+        } => match read_password(password_stdin) {
+            Ok(password) => report(admin::user_password(&data, &email, password)),
+            Err(code) => code,
+        },
+        Cmd::User {
+            command: UserCmd::List { data },
+        } => report(admin::user_list(&data)),
+        Cmd::Team {
+            command: TeamCmd::Add { key, name, data },
+        } => report(admin::team_add(&data, &key, &name)),
+        Cmd::Token {
+            command:
+                TokenCmd::Create {
+                    email,
+                    name,
+                    expires_in_days,
+                    data,
+                },
+        } => report(admin::token_create(&data, &email, &name, expires_in_days)),
         Cmd::Serve {
             data,
             addr,
@@ -201,12 +352,16 @@ fn main() -> ExitCode {
             max_batch,
             plugin_timeout_ms,
             plugin_memory_mib,
+            secure_cookies,
+            admin_email,
         } => runtime.block_on(async move {
             let mut config = ServerConfig::new(data.clone(), addr);
             config.demo = demo;
             config.max_batch = max_batch;
             config.plugin_limits.hook_timeout = std::time::Duration::from_millis(plugin_timeout_ms);
             config.plugin_limits.memory = plugin_memory_mib << 20;
+            config.secure_cookies = secure_cookies;
+            config.admin_email = admin_email;
             let running = match start(config).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -220,10 +375,21 @@ fn main() -> ExitCode {
                 data.display()
             );
             println!(
-                "API: {}/api/v1/health  ·  OpenAPI: {}/api/v1/openapi.json",
+                "Sign in at {}/login  ·  API: {}/api/v1 (Authorization: Bearer <token>)",
                 running.url(),
                 running.url()
             );
+            if let Some((email, password)) = &running.first_admin {
+                // Printed once, here, and never logged: the store keeps only its hash.
+                println!();
+                println!("First start: created the admin account");
+                println!("  email:    {email}");
+                println!("  password: {password}");
+                println!(
+                    "Sign in and change the password on the account page. It is not shown again."
+                );
+                println!();
+            }
             match running.run_until_signal().await {
                 Ok(()) => {
                     println!("Kith stopped cleanly.");
@@ -289,6 +455,21 @@ fn new_plugin(name: &str, dir: Option<PathBuf>) -> Result<String, admin::AdminEr
         dir.display()
     ));
     Ok(s)
+}
+
+/// The password on standard input's first line when `from_stdin`, else `None` (generate one).
+fn read_password(from_stdin: bool) -> Result<Option<String>, ExitCode> {
+    if !from_stdin {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) => Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned())),
+        Err(e) => {
+            eprintln!("error: cannot read the password from standard input: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn report(result: Result<String, admin::AdminError>) -> ExitCode {

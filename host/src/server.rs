@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// The ceiling of every plugin's limits (admins may tighten them per plugin).
     pub plugin_limits: crate::plugin::Limits,
+    /// Mark cookies `Secure` (set when users reach the server over TLS, e.g. via a proxy).
+    pub secure_cookies: bool,
+    /// The email of the admin created on a first start with no users.
+    pub admin_email: String,
 }
 
 impl ServerConfig {
@@ -40,9 +44,14 @@ impl ServerConfig {
             clock: Arc::new(SystemClock),
             max_batch: 1024,
             plugin_limits: crate::plugin::Limits::default(),
+            secure_cookies: false,
+            admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
         }
     }
 }
+
+/// The email of the first admin unless configured otherwise.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@example.com";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +60,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The first admin could not be created.
+    #[error("creating the first admin: {0}")]
+    Accounts(kith_core::Error),
     /// Seeding demo data failed.
     #[error("seeding demo data: {0}")]
     Demo(kith_core::Error),
@@ -78,6 +90,9 @@ pub struct Running {
     pub store: Store,
     /// Its installed plugins.
     pub plugins: Registry,
+    /// The admin created because the database had no users: email and password, to be shown
+    /// once to whoever started the server.
+    pub first_admin: Option<(String, String)>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -125,8 +140,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let cache = config.data_dir.join("plugin-cache");
     let demo = config.demo;
     let limits = config.plugin_limits;
-    let prepared = tokio::task::spawn_blocking(move || prepare(&s, cache, demo, limits)).await?;
-    let plugins = match prepared {
+    let admin_email = config.admin_email.clone();
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare(&s, cache, demo, limits, &admin_email)).await?;
+    let (plugins, first_admin) = match prepared {
         Ok(p) => p,
         Err(e) => {
             store.set_write_hook(None);
@@ -163,11 +180,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     if let Err(e) = warm {
         tracing::warn!(error = %e, "could not start preparing the reports");
     }
-    let router = app(AppState {
-        store: store.clone(),
-        plugins: plugins.clone(),
+    let router = app(AppState::new(
+        store.clone(),
+        plugins.clone(),
         reports,
-    });
+        config.secure_cookies,
+    ));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -181,6 +199,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr,
         store,
         plugins,
+        first_admin,
         shutdown: Some(tx),
         task,
     })
@@ -195,7 +214,9 @@ fn prepare(
     cache: PathBuf,
     demo: bool,
     limits: crate::plugin::Limits,
-) -> Result<Registry, StartError> {
+    admin_email: &str,
+) -> Result<(Registry, Option<(String, String)>), StartError> {
+    let first_admin = bootstrap_admin(store, admin_email).map_err(StartError::Accounts)?;
     let runtime = Runtime::global_with(limits).map_err(|e| StartError::Plugins(e.to_string()))?;
     let plugins = Registry::open(runtime, store.clone(), cache)
         .map_err(|e| StartError::Plugins(e.to_string()))?;
@@ -218,7 +239,33 @@ fn prepare(
             Err(e) => return Err(StartError::Demo(e)),
         }
     }
-    Ok(plugins)
+    Ok((plugins, first_admin))
+}
+
+/// On a first start (no user at all), creates an admin with a generated password, so that
+/// someone can sign in; returns the email and password to show once.
+fn bootstrap_admin(
+    store: &Store,
+    email: &str,
+) -> Result<Option<(String, String)>, kith_core::Error> {
+    if !store.directory().is_empty() {
+        return Ok(None);
+    }
+    let password = crate::api::generate_password();
+    let user = kith_core::NewUser {
+        email: email.to_owned(),
+        name: "Administrator".to_owned(),
+        role: kith_core::Role::Admin,
+        team: None,
+        password_hash: Some(kith_core::account::hash_password(&password)?),
+    };
+    match store.execute(kith_core::Command::CreateUser(user), "system")? {
+        kith_core::Outcome::User(u) => {
+            tracing::info!(user = %u.id, email = %u.email, "created the first admin");
+            Ok(Some((u.email, password)))
+        }
+        _ => Ok(None),
+    }
 }
 
 async fn shutdown_signal() {

@@ -298,7 +298,9 @@ fn main() {
         .as_declared()
         .unwrap();
     let plugin = plugin
-        .with_data(Arc::new(StoreAccess(store.clone())))
+        .with_data(Arc::new(StoreAccess(
+            store.scoped(kith_core::Access::everything()),
+        )))
         .with_limits(Limits {
             hook_timeout: std::time::Duration::from_secs(2),
             ..Limits::default()

@@ -45,7 +45,8 @@ async fn a_record_history_shows_who_changed_what_and_outlives_the_record() {
             .collect::<Vec<_>>(),
         ["updated", "updated", "created"]
     );
-    assert!(items.iter().all(|e| e["actor"] == "api"));
+    let me = s.get_ok("/api/v1/me").await;
+    assert!(items.iter().all(|e| e["actor"] == me["actor"]), "{h}");
     let newest = &items[0]["changes"];
     assert_eq!(
         newest,
@@ -121,10 +122,19 @@ async fn the_audit_log_is_searched_by_actor_kind_record_and_time() {
     assert_eq!(seqs(&companies), [3, 1]);
     let one = s.get_ok(&format!("/api/v1/audit?record={contact}")).await;
     assert_eq!(seqs(&one), [2]);
-    let by_api = s.get_ok("/api/v1/audit?actor=api&limit=2").await;
+    // The admin's changes, by their user (whatever token signed them) or by email.
+    let me = s.get_ok("/api/v1/me").await;
+    let user = format!("user:{}", me["user"]["id"].as_str().unwrap());
+    let by_api = s
+        .get_ok(&format!("/api/v1/audit?actor={user}&limit=2"))
+        .await;
     assert_eq!(seqs(&by_api), [3, 2]);
     assert_eq!(by_api["next_before"], 2);
-    let rest = s.get_ok("/api/v1/audit?actor=api&limit=2&before=2").await;
+    let by_email = s.get_ok("/api/v1/audit?user=admin@example.com").await;
+    assert_eq!(seqs(&by_email), [3, 2, 1]);
+    let rest = s
+        .get_ok(&format!("/api/v1/audit?actor={user}&limit=2&before=2"))
+        .await;
     assert_eq!(seqs(&rest), [1]);
     assert!(
         s.get_ok("/api/v1/audit?actor=demo").await["items"]

@@ -122,16 +122,17 @@ async fn a_quiet_deal_gets_one_follow_up_per_stale_period() {
     let clock = Arc::new(ManualClock::new(start_time()));
     let s = TestServer::start_with_clock(dir.path(), clock.clone()).await;
     install(&s, "stale-deals", STALE_GRANT).await;
+    let olga = s.user("olga@example.com", "agent", None).await["id"].clone();
     let quiet = s
         .create_id(
             "deals",
-            json!({ "title": "Quiet renewal", "stage": "qualified", "owner": "olga" }),
+            json!({ "title": "Quiet renewal", "stage": "qualified", "owner": "olga@example.com" }),
         )
         .await;
     let busy = s
         .create_id(
             "deals",
-            json!({ "title": "Busy expansion", "stage": "qualified", "owner": "olga" }),
+            json!({ "title": "Busy expansion", "stage": "qualified", "owner": "olga@example.com" }),
         )
         .await;
     idle(&s, "stale-deals").await;
@@ -154,7 +155,9 @@ async fn a_quiet_deal_gets_one_follow_up_per_stale_period() {
     )
     .await;
     let task = &linked(&s, "tasks", "deal_id", &quiet).await[0];
-    assert_eq!(task["assignee"], "olga");
+    // The deal's owner is stored as her user id; the task is assigned to her and hers.
+    assert_eq!(task["assignee"], olga);
+    assert_eq!(task["owner"], olga);
     assert_eq!(task["title"], "Follow up: Quiet renewal");
     idle(&s, "stale-deals").await;
     assert!(linked(&s, "tasks", "deal_id", &busy).await.is_empty());

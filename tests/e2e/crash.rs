@@ -14,7 +14,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::json;
 
 use crate::lifecycle::install;
-use crate::support::{TestServer, config};
+use crate::support::{TestServer, client_with, config};
 
 /// The environment variable that turns [`crash_child`] into a server.
 const CHILD_DIR: &str = "KITH_CRASH_CHILD_DIR";
@@ -111,12 +111,13 @@ async fn killed_servers_lose_no_acknowledged_write_and_handle_every_event_once()
         &json!({ "timer_secs": 1 }),
     )
     .await;
+    let token = s.token().to_owned();
     s.stop().await;
 
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..ROUNDS {
         let (mut child, url) = spawn_child(dir.path());
-        let client = Client::new();
+        let client = client_with(&token);
         let deadline = Instant::now() + Duration::from_millis(300 + jitter(1200));
         let mut writers = Vec::new();
         for w in 0..WRITERS {

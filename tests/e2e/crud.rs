@@ -103,13 +103,15 @@ async fn check_crud(s: &TestServer, kind: &str, create: Value, patch: Value, der
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_crud() {
     let s = TestServer::start().await;
+    // The owner is a user; records store the user's id.
+    let alex = s.user("alex@example.com", "agent", None).await["id"].clone();
     check_crud(
         &s,
         "contacts",
         json!({
             "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
             "phone": "+44 20 7946 0000", "title": "Analyst", "tags": ["math", "vip"],
-            "lifecycle_stage": "customer", "source": "referral", "owner": "alex",
+            "lifecycle_stage": "customer", "source": "referral", "owner": alex,
         }),
         json!({ "title": null, "last_name": "King", "tags": ["math"] }),
         &[],

@@ -162,7 +162,7 @@ async fn bad_input_gets_exact_errors_and_changes_nothing() {
         case(M::GET, "/api/v1/events?after=abc", None, bad, "bad_query", None),
         // Routes and methods that do not exist.
         case(M::GET, "/api/v1/nope", None, not_found, "not_found", None),
-        case(M::GET, "/", None, not_found, "not_found", None),
+        case(M::GET, "/no-such-page", None, not_found, "not_found", None),
         case(M::GET, "/api/v2/contacts", None, not_found, "not_found", None),
         case(M::GET, format!("/api/v1/contacts/{ada}/friends"), None, not_found, "not_found", None),
         case(M::POST, "/api/v1/widgets", Some("{}"), not_found, "not_found", None),

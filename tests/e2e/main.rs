@@ -7,6 +7,7 @@
 // Tests state their expectations with `unwrap` and `expect`: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod audit;
 mod bundled_workflows;
 mod concurrency;
@@ -21,6 +22,7 @@ mod plugins;
 mod query;
 mod reports;
 mod restart;
+mod sessions;
 mod support;
 mod timeline;
 mod workflows;

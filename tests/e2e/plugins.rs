@@ -51,7 +51,9 @@ fn lead_scoring(runtime: &Runtime, store: &Store) -> LoadedPlugin {
         .unwrap()
         .as_declared()
         .unwrap();
-    plugin.with_data(Arc::new(StoreAccess(store.clone())))
+    plugin.with_data(Arc::new(StoreAccess(
+        store.scoped(kith_core::Access::everything()),
+    )))
 }
 
 #[test]

@@ -96,6 +96,9 @@ fn hundred() -> Decimal {
     Decimal::from(100)
 }
 
+/// The email of the user who owns a third of the records.
+const ANN: &str = "ann@example.com";
+
 /// What the test wrote, as the server returned it.
 struct Data {
     deals: Vec<Value>,
@@ -104,6 +107,8 @@ struct Data {
     contacts: Vec<Value>,
     probability: BTreeMap<String, u8>,
     now: Timestamp,
+    /// The user id of ann@example.com, as records store her as their owner.
+    ann: Value,
 }
 
 /// One deal to write: its creation time, fields, and when (and how) it closes.
@@ -123,7 +128,10 @@ enum Step {
 /// Writes deals, tickets, contacts and interactions, moving the clock so records carry
 /// creation, close and resolution times spread over January to March 2026.
 async fn seed(s: &TestServer, clock: &ManualClock) -> Data {
-    let owners = [Some("ann"), Some("bob"), None];
+    // Owners are users (named by email, stored as their id); assignees are free text.
+    let ann = s.user(ANN, "agent", None).await["id"].clone();
+    s.user("bob@example.com", "agent", None).await;
+    let owners = [Some(ANN), Some("bob@example.com"), None];
     let sources = [Some("web"), Some("referral"), Some("event"), None];
     let mut plans = Vec::new();
     for i in 0..36u32 {
@@ -292,6 +300,7 @@ async fn seed(s: &TestServer, clock: &ManualClock) -> Data {
         contacts: s.list_all("/api/v1/contacts?limit=100").await,
         probability,
         now,
+        ann,
     }
 }
 
@@ -399,13 +408,12 @@ async fn check_pipeline(s: &TestServer, data: &Data) {
     assert_eq!(stage_order, STAGES);
 
     // Owner filter.
-    let ann = rows(&s.get_ok("/api/v1/reports/pipeline?owner=ann").await);
+    let ann = rows(
+        &s.get_ok(&format!("/api/v1/reports/pipeline?owner={ANN}"))
+            .await,
+    );
     let ann_deals: u64 = ann.iter().map(|r| int(&r["deals"])).sum();
-    let want_ann = data
-        .deals
-        .iter()
-        .filter(|d| d["owner"] == json!("ann"))
-        .count();
+    let want_ann = data.deals.iter().filter(|d| d["owner"] == data.ann).count();
     assert_eq!(ann_deals, want_ann as u64);
 }
 
@@ -601,12 +609,15 @@ async fn check_tickets(s: &TestServer, data: &Data) {
             );
         }
     }
-    let ann = rows(&s.get_ok("/api/v1/reports/tickets?assignee=ann").await);
+    let ann = rows(
+        &s.get_ok(&format!("/api/v1/reports/tickets?assignee={ANN}"))
+            .await,
+    );
     let total: u64 = ann.iter().map(|r| int(&r["tickets"])).sum();
     let want = data
         .tickets
         .iter()
-        .filter(|t| t["assignee"] == json!("ann"))
+        .filter(|t| t["assignee"] == json!(ANN))
         .count();
     assert_eq!(total, want as u64);
 }
@@ -674,14 +685,16 @@ async fn check_interactions(s: &TestServer, data: &Data) {
         assert_eq!(got, want, "{interval}");
     }
     let calls = rows(
-        &s.get_ok("/api/v1/reports/interactions?type=call&owner=ann")
-            .await,
+        &s.get_ok(&format!(
+            "/api/v1/reports/interactions?type=call&owner={ANN}"
+        ))
+        .await,
     );
     let n: u64 = calls.iter().map(|r| int(&r["interactions"])).sum();
     let want = data
         .interactions
         .iter()
-        .filter(|i| i["kind"] == json!("call") && i["owner"] == json!("ann"))
+        .filter(|i| i["kind"] == json!("call") && i["owner"] == data.ann)
         .count();
     assert_eq!(n, want as u64);
 }

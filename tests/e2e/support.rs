@@ -20,6 +20,8 @@ pub type Reply = (StatusCode, Value);
 pub struct TestServer {
     running: Running,
     client: Client,
+    /// The admin API token the client sends.
+    token: String,
     /// Kept so the data directory lives exactly as long as the server that owns it.
     _dir: Option<TempDir>,
 }
@@ -38,11 +40,7 @@ impl TestServer {
     /// Starts a server on `dir`, which the caller keeps alive (for restart tests).
     pub async fn start_in(dir: &Path, demo: bool) -> Result<TestServer, StartError> {
         let running = kith_host::start(config(dir, demo)).await?;
-        Ok(TestServer {
-            running,
-            client: Client::new(),
-            _dir: None,
-        })
+        Ok(TestServer::signed_in(running))
     }
 
     /// Starts a server on `dir` whose clock is `clock` (tests that move time), the caller
@@ -51,11 +49,31 @@ impl TestServer {
         let mut config = config(dir, false);
         config.clock = clock;
         let running = kith_host::start(config).await.expect("start a server");
+        TestServer::signed_in(running)
+    }
+
+    /// Wraps a running server with a client that sends an admin's API token on every request
+    /// (every route but health needs one).
+    fn signed_in(running: Running) -> TestServer {
+        let secret = admin_token(&running.store);
+        let client = client_with(&secret);
         TestServer {
             running,
-            client: Client::new(),
+            client,
+            token: secret,
             _dir: None,
         }
+    }
+
+    /// The admin API token this server's client sends (it lives in the data directory, so it
+    /// keeps working after a restart).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The running server (its store, its plugins).
+    pub fn running(&self) -> &Running {
+        &self.running
     }
 
     /// Stops the server gracefully; its data directory (if it owns one) is removed.
@@ -68,7 +86,7 @@ impl TestServer {
         self.running.url()
     }
 
-    /// The HTTP client (cheap to clone: it shares one connection pool).
+    /// The HTTP client, sending the admin token (cheap to clone: it shares one pool).
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -114,6 +132,15 @@ impl TestServer {
             "creating {kind} {body}: {record}"
         );
         record
+    }
+
+    /// Creates a user with `email` and `role` (and `team`, if given) through the admin API,
+    /// asserting 201; returns the user as the API shows it.
+    pub async fn user(&self, email: &str, role: &str, team: Option<&str>) -> Value {
+        let body = json!({ "email": email, "name": email, "role": role, "team": team });
+        let (status, reply) = self.post("/api/v1/users", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "creating user {body}: {reply}");
+        reply["user"].clone()
     }
 
     /// The id of a freshly created record of `kind`.
@@ -189,6 +216,46 @@ impl TestServer {
             after = next;
         }
     }
+}
+
+/// An HTTP client that sends `token` on every request.
+pub fn client_with(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("a token is a valid header value"),
+    );
+    Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// A new API token for the first active admin of `store` (the one a first start creates).
+pub fn admin_token(store: &kith_core::Store) -> String {
+    let dir = store.directory();
+    let admin = dir
+        .users()
+        .into_iter()
+        .find(|u| u.active && u.role == kith_core::Role::Admin)
+        .expect("a first start creates an admin");
+    token_for(store, admin.id)
+}
+
+/// A new API token for user `id`, made directly in the store.
+pub fn token_for(store: &kith_core::Store, id: kith_core::Id) -> String {
+    let secret = kith_core::account::new_secret("kith_");
+    let token = kith_core::NewToken {
+        user: id,
+        name: "test".to_owned(),
+        hash: kith_core::account::hash_secret(&secret),
+        expires_at: None,
+    };
+    store
+        .execute(kith_core::Command::CreateToken(token), "test")
+        .expect("create a token");
+    secret
 }
 
 /// The sequence numbers of events, in order.

@@ -1,28 +1,32 @@
 //! Audit history over HTTP: `GET /api/v1/{kind}/{id}/history` (one record's changes, newest
 //! first) and `GET /api/v1/audit` (the whole log searched by actor, record kind, record and
-//! time). Both page with `before`, the `next_before` of the previous page.
+//! time; admins only). Both page with `before`, the `next_before` of the previous page.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
 use kith_core::audit::AuditQuery;
 use kith_core::schema::parse_timestamp;
 use kith_core::{EntityKind, Id, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, read};
+use super::auth::{Caller, Need, Routes};
+use super::{ApiError, AppState, read, read_as};
 
-pub(super) fn router() -> Router<AppState> {
-    let mut router = Router::new().route("/api/v1/audit", get(audit));
+pub(super) fn routes() -> Routes {
+    let mut routes =
+        Routes::new().route("/api/v1/audit", &[(Method::GET, Need::Admin)], get(audit));
     for kind in EntityKind::ALL {
-        router = router.route(
+        routes = routes.route(
             &format!("/api/v1/{}/{{id}}/history", kind.plural()),
-            get(move |s, p, q| history(kind, s, p, q)),
+            &[(Method::GET, Need::Viewer)],
+            get(move |s, c, p, q| history(kind, s, c, p, q)),
         );
     }
-    router
+    routes
 }
 
 /// `before` and `limit`, shared by both routes.
@@ -43,6 +47,7 @@ fn params<T>(q: Params<T>) -> Result<T, ApiError> {
 async fn history(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     q: Params<HistoryParams>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -51,7 +56,10 @@ async fn history(
         .parse()
         .map_err(|_| ApiError::not_found(format!("no {kind} with id '{raw}' (ids are UUIDs)")))?;
     let limit = q.limit.unwrap_or(100);
-    let page = read(&state.store, move |s| s.history(kind, id, q.before, limit)).await?;
+    let page = read_as(&state.store, &caller, move |s| {
+        s.history(kind, id, q.before, limit)
+    })
+    .await?;
     Ok(Json(
         json!({ "items": page.items, "next_before": page.next_before }),
     ))
@@ -61,6 +69,7 @@ async fn history(
 #[serde(deny_unknown_fields)]
 struct AuditParams {
     actor: Option<String>,
+    user: Option<String>,
     kind: Option<String>,
     record: Option<String>,
     from: Option<String>,
@@ -109,8 +118,31 @@ async fn audit(
             })
         })
         .transpose()?;
+    // `user` takes an email or id and finds everything the user did, by session or token.
+    let by_user = match p.user.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => {
+            let dir = state.store.directory();
+            let found = u
+                .parse::<Id>()
+                .ok()
+                .and_then(|id| dir.user(id))
+                .or_else(|| dir.user_by_email(u))
+                .ok_or_else(|| {
+                    ApiError::bad_request("bad_query", format!("user: there is no user '{u}'"))
+                        .with_field("user")
+                })?;
+            Some(format!("user:{}", found.id))
+        }
+        None => None,
+    };
+    if by_user.is_some() && p.actor.as_deref().is_some_and(|a| !a.is_empty()) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "give either user or actor, not both",
+        ));
+    }
     let query = AuditQuery {
-        actor: p.actor.filter(|a| !a.is_empty()),
+        actor: by_user.or(p.actor.filter(|a| !a.is_empty())),
         kind,
         record,
         from: time("from", p.from.as_deref())?,

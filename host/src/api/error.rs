@@ -1,6 +1,8 @@
 //! The one error type of the HTTP boundary. Every failure becomes
 //! `{"error": {"code", "message", "field"?}}` with a status chosen here and nowhere else:
-//! 400 malformed input, 404 unknown ids, 409 conflicts, 413 oversized bodies, 422 validation.
+//! 400 malformed input, 401 missing or refused credentials, 403 not allowed, 404 unknown ids
+//! (and records the caller may not see), 409 conflicts, 413 oversized bodies, 422 validation,
+//! 429 too many failed sign-ins.
 //! Internal failures are logged with a reference id; the client sees only the reference.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// Extra response headers (`WWW-Authenticate`, `Retry-After`).
+    headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
 impl ApiError {
@@ -29,7 +33,38 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// 401: no credentials, or credentials that no longer work.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        e.headers.push((
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"kith\""),
+        ));
+        e
+    }
+
+    /// 403: signed in, but not allowed to do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 403 with code `csrf_failed`: a cookie-signed change without the session's CSRF token.
+    pub fn csrf(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "csrf_failed", message)
+    }
+
+    /// 429: too many attempts; try again after `seconds`.
+    pub fn too_many(message: impl Into<String>, seconds: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message);
+        e.headers.push((
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        ));
+        e
     }
 
     /// Names the field at fault.
@@ -68,6 +103,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message the client sees.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -76,7 +116,9 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 
@@ -99,6 +141,7 @@ impl From<CoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "conflict", message).with_field(field)
             }
             CoreError::BadQuery(f) => Self::bad_request("bad_query", message).with_field(f.field),
+            CoreError::Forbidden(m) => Self::forbidden(m),
             CoreError::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

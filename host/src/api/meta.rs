@@ -1,30 +1,64 @@
 //! Everything that is not a record: health, pipelines, custom field definitions, the event
 //! log and the OpenAPI document.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
-use axum::{Json, Router};
 use kith_core::{Command, EntityKind, NewFieldDef, Outcome, Pipeline};
 use serde::Deserialize;
 use serde_json::{Map, Value as JsonValue, json};
 
+use super::auth::{Caller, MaybeCaller, Need, Routes};
 use super::body::JsonObject;
 use super::{ApiError, AppState, read, write};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/pipelines", get(pipelines).post(create_pipeline))
-        .route("/api/v1/pipelines/{key}", get(pipeline).put(put_pipeline))
-        .route("/api/v1/fields/{kind}", get(fields).post(define_field))
-        .route("/api/v1/fields/{kind}/{name}", delete(delete_field))
-        .route("/api/v1/events", get(events))
+pub(super) fn routes() -> Routes {
+    use Method as M;
+    Routes::new()
+        .route("/api/v1/health", &[(M::GET, Need::Public)], get(health))
+        .route(
+            "/api/v1/openapi.json",
+            &[(M::GET, Need::Viewer)],
+            get(openapi),
+        )
+        .route(
+            "/api/v1/pipelines",
+            &[(M::GET, Need::Viewer), (M::POST, Need::Admin)],
+            get(pipelines).post(create_pipeline),
+        )
+        .route(
+            "/api/v1/pipelines/{key}",
+            &[(M::GET, Need::Viewer), (M::PUT, Need::Admin)],
+            get(pipeline).put(put_pipeline),
+        )
+        .route(
+            "/api/v1/fields/{kind}",
+            &[(M::GET, Need::Viewer), (M::POST, Need::Admin)],
+            get(fields).post(define_field),
+        )
+        .route(
+            "/api/v1/fields/{kind}/{name}",
+            &[(M::DELETE, Need::Admin)],
+            delete(delete_field),
+        )
+        // The raw log shows every record's changes, so it is for admins, like the audit log.
+        .route("/api/v1/events", &[(M::GET, Need::Admin)], get(events))
 }
 
-async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// Whether the server is up. Anyone may ask; only signed-in callers see the record counts.
+async fn health(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+) -> Result<impl IntoResponse, ApiError> {
+    if caller.is_none() {
+        return Ok(Json(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+        })));
+    }
     let (counts, seq) = read(&state.store, |s| Ok((s.counts()?, s.last_event_seq()?))).await?;
     let records: Map<String, JsonValue> = counts
         .into_iter()
@@ -70,6 +104,7 @@ fn parse_pipeline(body: Map<String, JsonValue>) -> Result<Pipeline, ApiError> {
 
 async fn create_pipeline(
     State(state): State<AppState>,
+    caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = parse_pipeline(body)?;
@@ -89,7 +124,7 @@ async fn create_pipeline(
         )
         .with_field("key"));
     }
-    match write(&state.store, Command::PutPipeline(p)).await? {
+    match write(&state.store, &caller, Command::PutPipeline(p)).await? {
         Outcome::Pipeline(p) => Ok((StatusCode::CREATED, Json(p))),
         other => Err(ApiError::internal(&format!(
             "put pipeline returned {other:?}"
@@ -99,12 +134,13 @@ async fn create_pipeline(
 
 async fn put_pipeline(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
     JsonObject(mut body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     body.insert("key".to_owned(), json!(key));
     let p = parse_pipeline(body)?;
-    match write(&state.store, Command::PutPipeline(p)).await? {
+    match write(&state.store, &caller, Command::PutPipeline(p)).await? {
         Outcome::Pipeline(p) => Ok(Json(p)),
         other => Err(ApiError::internal(&format!(
             "put pipeline returned {other:?}"
@@ -145,6 +181,7 @@ async fn fields(
 
 async fn define_field(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -156,7 +193,7 @@ async fn define_field(
             format!("not a field definition: {e}"),
         )
     })?;
-    match write(&state.store, Command::DefineField { kind, def }).await? {
+    match write(&state.store, &caller, Command::DefineField { kind, def }).await? {
         Outcome::Field(f) => Ok((StatusCode::CREATED, Json(f))),
         other => Err(ApiError::internal(&format!(
             "define field returned {other:?}"
@@ -166,10 +203,11 @@ async fn define_field(
 
 async fn delete_field(
     State(state): State<AppState>,
+    caller: Caller,
     Path((raw, name)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let kind = parse_kind(&raw)?;
-    write(&state.store, Command::DeleteField { kind, name }).await?;
+    write(&state.store, &caller, Command::DeleteField { kind, name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

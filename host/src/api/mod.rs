@@ -1,7 +1,10 @@
-//! The REST API under `/api/v1`. Each feature module exposes `router()`; [`app`] merges them
-//! and adds the shared layers (body limit, panic catcher, request tracing, JSON fallbacks).
+//! The REST API under `/api/v1` and the web pages. Each feature module exposes `routes()`
+//! (handlers with the least role each needs); [`app`] merges them and adds the shared layers
+//! (authentication and roles, body limit, panic catcher, request tracing, JSON fallbacks).
 
+mod accounts;
 mod audit;
+pub mod auth;
 mod body;
 pub mod error;
 mod meta;
@@ -10,16 +13,22 @@ mod plugins;
 mod records;
 mod reports;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use kith_core::{Command, Error as CoreError, Outcome, Reports, Store};
+use kith_core::{Command, Error as CoreError, Outcome, Reports, Scoped, Store};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::plugin::Registry;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use self::accounts::{
+    change_own_password as accounts_change_password, generate_password,
+};
+pub use self::auth::{Caller, Need, RouteInfo, route_table};
 pub use self::error::ApiError;
 
 /// The largest request body accepted, in bytes.
@@ -34,18 +43,56 @@ pub struct AppState {
     pub plugins: Registry,
     /// The report engine (built-in reports from in-memory projections of the store).
     pub reports: Reports,
+    /// Failed sign-ins, for throttling.
+    pub throttle: auth::SharedThrottle,
+    /// Whether cookies get `Secure` (the server is reached over TLS, say through a proxy).
+    pub secure_cookies: bool,
+    /// The least role of each route; filled in by [`app`].
+    pub(crate) policy: Arc<auth::Policy>,
+}
+
+impl AppState {
+    /// The state for a store, its plugins and reports.
+    pub fn new(store: Store, plugins: Registry, reports: Reports, secure_cookies: bool) -> Self {
+        AppState {
+            store,
+            plugins,
+            reports,
+            throttle: Arc::default(),
+            secure_cookies,
+            policy: Arc::default(),
+        }
+    }
+}
+
+/// Every route, with its access rule.
+pub(crate) fn routes() -> auth::Routes {
+    auth::Routes::new()
+        .merge(records::routes())
+        .merge(audit::routes())
+        .merge(meta::routes())
+        .merge(plugins::routes())
+        .merge(reports::routes())
+        .merge(accounts::routes())
+        .merge(crate::web::routes())
 }
 
 /// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(records::router())
-        .merge(audit::router())
-        .merge(meta::router())
-        .merge(plugins::router())
-        .merge(reports::router())
+pub fn app(mut state: AppState) -> Router {
+    let (router, table) = routes().into_parts();
+    state.policy = Arc::new(
+        table
+            .into_iter()
+            .map(|r| ((r.method, r.path), r.need))
+            .collect(),
+    );
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
@@ -76,16 +123,33 @@ fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal(&message).into_response()
 }
 
-/// The actor recorded in the event log for API writes, until accounts exist.
-const API_ACTOR: &str = "api";
+/// Sends a command on behalf of `caller` to the store's writer and waits (without blocking
+/// the executor) until its batch is durable. Record changes run scoped to what the caller
+/// may see and do ([`Command::Scoped`]); the event log names the caller.
+pub(crate) async fn write(
+    store: &Store,
+    caller: &Caller,
+    cmd: Command,
+) -> Result<Outcome, ApiError> {
+    let cmd = match cmd {
+        c @ (Command::Create { .. } | Command::Update { .. } | Command::Delete { .. }) => {
+            Command::Scoped {
+                access: caller.access.clone(),
+                command: Box::new(c),
+            }
+        }
+        other => other,
+    };
+    submit(store, &caller.actor(), cmd).await
+}
 
-/// Sends a command to the store's writer and waits (without blocking the executor) until
-/// its batch is durable.
-pub(crate) async fn write(store: &Store, cmd: Command) -> Result<Outcome, ApiError> {
+/// Sends a command as `actor` and waits until it is durable (for the sign-in page, where
+/// nobody is signed in yet).
+pub(crate) async fn submit(store: &Store, actor: &str, cmd: Command) -> Result<Outcome, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     store.submit(
         cmd,
-        API_ACTOR,
+        actor,
         Box::new(move |result| {
             // If the client went away the receiver is gone; the write still happened.
             let _ = tx.send(result);
@@ -97,7 +161,18 @@ pub(crate) async fn write(store: &Store, cmd: Command) -> Result<Outcome, ApiErr
     }
 }
 
-/// Runs a read on the blocking pool so storage I/O never stalls the async executor.
+/// Runs a read of records on the blocking pool, limited to what `caller` may see.
+pub(crate) async fn read_as<T: Send + 'static>(
+    store: &Store,
+    caller: &Caller,
+    f: impl FnOnce(&Scoped) -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let scoped = store.scoped(caller.access.clone());
+    Ok(tokio::task::spawn_blocking(move || f(&scoped)).await??)
+}
+
+/// Runs a read on the blocking pool so storage I/O never stalls the async executor. For
+/// what is not a record (definitions, pipelines, plugins, the log admins search).
 pub(crate) async fn read<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, CoreError> + Send + 'static,

@@ -4,41 +4,69 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use kith_core::EntityKind;
 use serde_json::json;
 
+use super::auth::{Need, Routes};
 use super::body::{JsonObject, value};
 use super::{ApiError, AppState};
 use crate::plugin::manifest::MAX_MANIFEST;
 use crate::plugin::registry::MAX_WASM;
 use crate::plugin::{InstallMode, PluginError, Registry, RegistryError};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn routes() -> Routes {
+    use Method as M;
+    use Need::Admin;
     let upload_limit = DefaultBodyLimit::max(MAX_WASM + MAX_MANIFEST + 64 * 1024);
-    Router::new()
+    // Plugins are administration: every route is for admins.
+    Routes::new()
         .route(
             "/api/v1/plugins",
+            &[(M::GET, Admin), (M::POST, Admin)],
             get(list).post(install).layer(upload_limit),
         )
         .route(
             "/api/v1/plugins/{id}",
+            &[(M::GET, Admin), (M::PUT, Admin), (M::DELETE, Admin)],
             get(show).put(upgrade).delete(remove).layer(upload_limit),
         )
-        .route("/api/v1/plugins/{id}/enable", post(enable))
-        .route("/api/v1/plugins/{id}/disable", post(disable))
-        .route("/api/v1/plugins/{id}/resume", post(resume))
-        .route("/api/v1/plugins/{id}/delivery", get(delivery))
+        .route(
+            "/api/v1/plugins/{id}/enable",
+            &[(M::POST, Admin)],
+            post(enable),
+        )
+        .route(
+            "/api/v1/plugins/{id}/disable",
+            &[(M::POST, Admin)],
+            post(disable),
+        )
+        .route(
+            "/api/v1/plugins/{id}/resume",
+            &[(M::POST, Admin)],
+            post(resume),
+        )
+        .route(
+            "/api/v1/plugins/{id}/delivery",
+            &[(M::GET, Admin)],
+            get(delivery),
+        )
         .route(
             "/api/v1/plugins/{id}/settings",
+            &[(M::PUT, Admin), (M::PATCH, Admin)],
             put(settings).patch(settings),
         )
-        .route("/api/v1/plugins/{id}/limits", put(limits).patch(limits))
-        .route("/api/v1/scores/rescore", post(rescore))
+        .route(
+            "/api/v1/plugins/{id}/limits",
+            &[(M::PUT, Admin), (M::PATCH, Admin)],
+            put(limits).patch(limits),
+        )
+        .route("/api/v1/scores/rescore", &[(M::POST, Admin)], post(rescore))
 }
 
 /// Runs a registry operation on the blocking pool (they compile code and wait for commits).

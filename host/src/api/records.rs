@@ -1,11 +1,12 @@
 //! CRUD, list, count and timeline routes for every record kind:
 //! `/api/v1/{contacts,companies,deals,tickets,interactions,tasks}[/{id}[/timeline]]`.
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
 use std::collections::BTreeMap;
 
 use kith_core::{
@@ -13,31 +14,43 @@ use kith_core::{
 };
 use serde_json::json;
 
+use super::auth::{Caller, Need, Routes};
 use super::body::{JsonObject, to_input};
-use super::{ApiError, AppState, read, write};
+use super::{ApiError, AppState, read_as, write};
 
-pub(super) fn router() -> Router<AppState> {
-    let mut router = Router::new();
+pub(super) fn routes() -> Routes {
+    let mut routes = Routes::new();
     for kind in EntityKind::ALL {
         let base = format!("/api/v1/{}", kind.plural());
-        router = router
+        routes = routes
             .route(
                 &base,
-                get(move |s, q| list(kind, s, q)).post(move |s, b| create(kind, s, b)),
+                &[(Method::GET, Need::Viewer), (Method::POST, Need::Agent)],
+                get(move |s, c, q| list(kind, s, c, q)).post(move |s, c, b| create(kind, s, c, b)),
             )
-            .route(&format!("{base}/count"), get(move |s, q| count(kind, s, q)))
+            .route(
+                &format!("{base}/count"),
+                &[(Method::GET, Need::Viewer)],
+                get(move |s, c, q| count(kind, s, c, q)),
+            )
             .route(
                 &format!("{base}/{{id}}"),
-                get(move |s, p| fetch(kind, s, p))
-                    .patch(move |s, p, b| update(kind, s, p, b))
-                    .delete(move |s, p| remove(kind, s, p)),
+                &[
+                    (Method::GET, Need::Viewer),
+                    (Method::PATCH, Need::Agent),
+                    (Method::DELETE, Need::Agent),
+                ],
+                get(move |s, c, p| fetch(kind, s, c, p))
+                    .patch(move |s, c, p, b| update(kind, s, c, p, b))
+                    .delete(move |s, c, p| remove(kind, s, c, p)),
             )
             .route(
                 &format!("{base}/{{id}}/timeline"),
-                get(move |s, p, q| timeline(kind, s, p, q)),
+                &[(Method::GET, Need::Viewer)],
+                get(move |s, c, p, q| timeline(kind, s, c, p, q)),
             );
     }
-    router
+    routes
 }
 
 fn parse_id(kind: EntityKind, raw: &str) -> Result<Id, ApiError> {
@@ -102,30 +115,33 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> 
 async fn list(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = parse_query(raw.as_deref())?;
-    let page = read(&state.store, move |s| s.list(kind, &q)).await?;
+    let page = read_as(&state.store, &caller, move |s| s.list(kind, &q)).await?;
     Ok(Json(page))
 }
 
 async fn count(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = parse_query(raw.as_deref())?;
-    let n = read(&state.store, move |s| s.count(kind, &q)).await?;
+    let n = read_as(&state.store, &caller, move |s| s.count(kind, &q)).await?;
     Ok(Json(json!({ "count": n })))
 }
 
 async fn create(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let input = to_input(body)?;
-    match write(&state.store, Command::Create { kind, input }).await? {
+    match write(&state.store, &caller, Command::Create { kind, input }).await? {
         // Scoring runs after the write, so a new record has no scores yet.
         Outcome::Record(r) => Ok((StatusCode::CREATED, WithScores::new(r, Vec::new()))),
         other => Err(ApiError::internal(&format!("create returned {other:?}"))),
@@ -135,24 +151,27 @@ async fn create(
 async fn fetch(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
-    let (record, scores) = read(&state.store, move |s| s.get_with_scores(kind, id)).await?;
+    let (record, scores) =
+        read_as(&state.store, &caller, move |s| s.get_with_scores(kind, id)).await?;
     Ok(WithScores::new(record, scores))
 }
 
 async fn update(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
     let input = to_input(body)?;
-    match write(&state.store, Command::Update { kind, id, input }).await? {
+    match write(&state.store, &caller, Command::Update { kind, id, input }).await? {
         Outcome::Record(r) => {
-            let scores = read(&state.store, move |s| s.scores(id)).await?;
+            let scores = read_as(&state.store, &caller, move |s| s.store().scores(id)).await?;
             Ok(WithScores::new(r, scores))
         }
         other => Err(ApiError::internal(&format!("update returned {other:?}"))),
@@ -203,16 +222,18 @@ impl IntoResponse for WithScores {
 async fn remove(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
-    write(&state.store, Command::Delete { kind, id }).await?;
+    write(&state.store, &caller, Command::Delete { kind, id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn timeline(
     kind: EntityKind,
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -227,7 +248,7 @@ async fn timeline(
     }
     let limit = q.limit.clamp(1, 500);
     let limit = if q.limit == 0 { 100 } else { limit };
-    let page = read(&state.store, move |s| {
+    let page = read_as(&state.store, &caller, move |s| {
         s.timeline(kind, id, limit, q.cursor.as_deref())
     })
     .await?;

@@ -4,23 +4,29 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::Method;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use kith_core::report::{ReportDef, ReportTable, to_csv};
 use serde_json::json;
 
+use super::auth::{Caller, Need, Routes};
 use super::{ApiError, AppState, read};
 use crate::plugin::RegistryError;
 use axum::http::StatusCode;
 use kith_core::Error as CoreError;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/reports", get(list))
-        .route("/api/v1/reports/{id}", get(run))
+pub(super) fn routes() -> Routes {
+    Routes::new()
+        .route("/api/v1/reports", &[(Method::GET, Need::Viewer)], get(list))
+        .route(
+            "/api/v1/reports/{id}",
+            &[(Method::GET, Need::Viewer)],
+            get(run),
+        )
 }
 
 /// Every report a client can run, built-in ones first.
@@ -42,6 +48,7 @@ enum Format {
 
 async fn run(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -64,7 +71,8 @@ async fn run(
         // A plugin's report: `<plugin>.<report>`, run in the plugin on the blocking pool.
         let plugins = state.plugins.clone();
         let report = id.clone();
-        tokio::task::spawn_blocking(move || plugins.run_report(&report, &params))
+        let access = caller.access.clone();
+        tokio::task::spawn_blocking(move || plugins.run_report(&report, &params, access))
             .await?
             .map_err(|e| plugin_report_error(&id, e))?
     } else {
@@ -73,7 +81,11 @@ async fn run(
         }
         let reports = state.reports.clone();
         let report = id.clone();
-        read(&state.store, move |_| reports.run(&report, &params)).await?
+        let access = caller.access.clone();
+        read(&state.store, move |_| {
+            reports.run_as(&report, &params, Some(&access))
+        })
+        .await?
     };
     Ok(match format {
         Format::Json => json_response(&id, table)?,

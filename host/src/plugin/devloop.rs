@@ -225,7 +225,7 @@ pub fn run(wasm: &[u8], name: &str, hook: &str, sample: &str) -> Result<String, 
             let parameters = report_parameters(def, sample.get("parameters"))?;
             let plugin = configure(plugin, &sample)?;
             let (table, report) = plugin
-                .run_report(&def.id, &parameters, now)
+                .run_report(&def.id, &parameters, now, None)
                 .map_err(|e| e.to_string())?;
             let shown: Vec<String> = parameters
                 .iter()

@@ -502,7 +502,9 @@ impl Registry {
             .with_limits(limits)
             .grant_read(readable)
             .with_settings(settings)
-            .with_data(Arc::new(StoreAccess(self.store().clone())))
+            .with_data(Arc::new(StoreAccess(
+                self.store().scoped(kith_core::Access::everything()),
+            )))
             .with_kv(Arc::new(StoreKv {
                 store: self.store().clone(),
                 plugin: record.id.clone(),

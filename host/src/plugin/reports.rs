@@ -35,13 +35,15 @@ impl Registry {
         out
     }
 
-    /// Runs the plugin report `id` (`<plugin>.<report>`) with query-string parameters. An
-    /// unknown report or parameter, or a value that does not fit, is refused before the
-    /// plugin runs.
+    /// Runs the plugin report `id` (`<plugin>.<report>`) with query-string parameters, the
+    /// plugin reading records as `access` sees them (so a restricted agent's report covers
+    /// only their records). An unknown report or parameter, or a value that does not fit, is
+    /// refused before the plugin runs.
     pub fn run_report(
         &self,
         id: &str,
         raw: &BTreeMap<String, String>,
+        access: kith_core::Access,
     ) -> Result<ReportTable, RegistryError> {
         let unknown = || {
             RegistryError::Store(CoreError::NoSuch {
@@ -77,7 +79,9 @@ impl Registry {
             })
             .collect();
         let now = self.store().clock().now().timestamp_micros();
-        let result = plugin.run_report(report_id, &params, now);
+        let data: std::sync::Arc<dyn super::DataAccess> =
+            std::sync::Arc::new(super::StoreAccess(self.store().scoped(access)));
+        let result = plugin.run_report(report_id, &params, now, Some(data));
         self.record(&active, "run-report", &result, true);
         let (table, _) = result?;
         Ok(table_from_wit(table))

@@ -168,8 +168,10 @@ pub trait KvAccess: Send + Sync {
     fn usage(&self) -> usize;
 }
 
-/// [`DataAccess`] backed by the CRM store.
-pub struct StoreAccess(pub kith_core::Store);
+/// [`DataAccess`] backed by the CRM store, as someone sees it: everything for hooks and
+/// workflows (plugins are limited by their grants instead), or the signed-in user's view when
+/// a report runs for them.
+pub struct StoreAccess(pub kith_core::Scoped);
 
 impl DataAccess for StoreAccess {
     fn get(&self, kind: EntityKind, id: &str) -> Result<Option<w::Entity>, String> {
@@ -842,12 +844,14 @@ impl LoadedPlugin {
         }
     }
 
-    /// Calls `run-report` under the (longer) report time limit.
+    /// Calls `run-report` under the (longer) report time limit. With `data`, the report
+    /// reads through it instead of the plugin's usual access (the caller's view of records).
     pub fn run_report(
         &self,
         id: &str,
         parameters: &[w::Field],
         now: i64,
+        data: Option<Arc<dyn DataAccess>>,
     ) -> Result<(w::ReportTable, CallReport), PluginError> {
         let size = id.len()
             + parameters
@@ -855,9 +859,10 @@ impl LoadedPlugin {
                 .map(|f| f.name.len() + value_size(&f.value))
                 .sum::<usize>();
         self.check_input("run-report", size)?;
-        let (verdict, report) = self.call("run-report", self.limits.report_timeout, |s, p| {
-            p.call_run_report(s, id, parameters, now)
-        })?;
+        let (verdict, report) =
+            self.call_with("run-report", self.limits.report_timeout, data, |s, p| {
+                p.call_run_report(s, id, parameters, now)
+            })?;
         match verdict {
             Ok(table) => {
                 let size = table
@@ -913,6 +918,16 @@ impl LoadedPlugin {
         timeout: Duration,
         f: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<T>,
     ) -> Result<(T, CallReport), PluginError> {
+        self.call_with(hook, timeout, None, f)
+    }
+
+    fn call_with<T>(
+        &self,
+        hook: &'static str,
+        timeout: Duration,
+        data: Option<Arc<dyn DataAccess>>,
+        f: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<T>,
+    ) -> Result<(T, CallReport), PluginError> {
         let start = Instant::now();
         let state = State {
             wasi: None,
@@ -923,7 +938,7 @@ impl LoadedPlugin {
             memory_exceeded: false,
             log_bytes: 0,
             report: CallReport::default(),
-            data: self.data.clone(),
+            data: data.or_else(|| self.data.clone()),
             readable: self.readable.clone(),
             settings: self.settings.clone(),
             kv: self.kv.clone(),

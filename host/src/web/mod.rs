@@ -1,0 +1,594 @@
+//! The web pages, rendered on the server with maud (which escapes every value it inserts):
+//! sign-in, sign-out and the account page (password change, API tokens). Forms carry a CSRF
+//! token checked by [`CsrfForm`]; the sign-in form, used before any session exists, checks
+//! its token against a short-lived cookie instead (double submit).
+
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use kith_core::account::{self, Session};
+use kith_core::{Command, NewToken, Outcome};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use crate::api::auth::{Caller, MaybeCaller, Need, Routes, SESSION_COOKIE, SESSION_LIFETIME, Via};
+use crate::api::{ApiError, AppState, submit, write};
+
+/// The cookie holding the sign-in form's CSRF token.
+const LOGIN_CSRF_COOKIE: &str = "kith_login_csrf";
+
+pub(crate) fn routes() -> Routes {
+    use Method as M;
+    Routes::new()
+        .route("/", &[(M::GET, Need::Viewer)], get(home))
+        .route(
+            "/login",
+            &[(M::GET, Need::Public), (M::POST, Need::Public)],
+            get(login_page).post(login),
+        )
+        .route("/logout", &[(M::POST, Need::Viewer)], post(logout))
+        .route("/account", &[(M::GET, Need::Viewer)], get(account_page))
+        .route(
+            "/account/password",
+            &[(M::POST, Need::Viewer)],
+            post(account_password),
+        )
+        .route(
+            "/account/tokens",
+            &[(M::POST, Need::Viewer)],
+            post(account_token),
+        )
+        .route(
+            "/account/tokens/revoke",
+            &[(M::POST, Need::Viewer)],
+            post(account_revoke),
+        )
+        .route(
+            "/assets/kith.css",
+            &[(M::GET, Need::Public)],
+            get(stylesheet),
+        )
+}
+
+/// Sends a browser to the sign-in page, to come back to `from` afterwards.
+pub(crate) fn to_sign_in(from: &Uri) -> Response {
+    let next = from
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    let target = format!("/login?next={}", encode(next));
+    Redirect::to(&target).into_response()
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Only a path on this site: never `//elsewhere` or `https://elsewhere`.
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        _ => "/",
+    }
+}
+
+fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Kith" }
+                link rel="stylesheet" href="/assets/kith.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "Kith" }
+                    @if let Some(c) = caller {
+                        nav {
+                            a href="/account" { (c.user.name) " (" (c.user.role) ")" }
+                            @if let Some(csrf) = c.csrf() {
+                                form.inline method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button type="submit" { "Sign out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let v = format!("{name}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Whether this request reached the server over TLS (directly or through a proxy that says
+/// so), in which case cookies are marked `Secure`.
+fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
+    state.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+async fn home() -> Redirect {
+    // The dashboard comes with the web UI; until then the account page is home.
+    Redirect::to("/account")
+}
+
+#[derive(Deserialize)]
+struct Next {
+    next: Option<String>,
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+    Query(q): Query<Next>,
+) -> Response {
+    if caller.is_some() {
+        return Redirect::to(local_path(q.next.as_deref())).into_response();
+    }
+    login_form(&state, StatusCode::OK, q.next.as_deref(), None, "")
+}
+
+fn login_form(
+    state: &AppState,
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    let csrf = account::new_secret("");
+    let body = html! {
+        section.card {
+            h1 { "Sign in" }
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
+            }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(local_path(next));
+                label for="email" { "Email" }
+                input #email type="email" name="email" value=(email) autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    let mut response = (status, Html(page("Sign in", None, body).into_string())).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(state, LOGIN_CSRF_COOKIE, &csrf, 3600),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(f)) = form else {
+        return login_form(
+            &state,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("The form was incomplete; enter your email and password."),
+            "",
+        );
+    };
+    let expected = crate::api::auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    if expected.is_empty() || !account::same_secret(&f.csrf, expected) {
+        return login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            f.next.as_deref(),
+            Some("The sign-in form expired or came from another site; please try again."),
+            &f.email,
+        );
+    }
+    if let Some(wait) = state.throttle.locked(&f.email) {
+        let mut r = login_form(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            f.next.as_deref(),
+            Some(&format!(
+                "Too many failed sign-ins for this email. Try again in {} minute(s).",
+                wait.div_ceil(60)
+            )),
+            &f.email,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
+    }
+    let dir = state.store.directory();
+    let user = dir.user_by_email(&f.email).filter(|u| u.active).cloned();
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| account::decoy_hash().to_owned());
+    let password = f.password;
+    let verified = tokio::task::spawn_blocking(move || account::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| verified) else {
+        state.throttle.failed(&f.email);
+        tracing::info!(email = %f.email, "failed sign-in");
+        return login_form(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            f.next.as_deref(),
+            Some("That email and password do not match an active account."),
+            &f.email,
+        );
+    };
+    state.throttle.succeeded(&f.email);
+    // Always a fresh session id: a cookie planted before sign-in never becomes signed in.
+    let secret = account::new_secret("");
+    let now = state.store.clock().now();
+    let session = Session {
+        hash: account::hash_secret(&secret),
+        user: user.id,
+        created_at: now,
+        expires_at: now + SESSION_LIFETIME,
+    };
+    let actor = format!("user:{}", user.id);
+    if let Err(e) = submit(&state.store, &actor, Command::StartSession(session)).await {
+        return e.into_response();
+    }
+    if let Some(old) = crate::api::auth::cookie(&headers, SESSION_COOKIE) {
+        let hash = account::hash_secret(old);
+        // An earlier session in this browser ends; failing to end it changes nothing.
+        let _ = submit(&state.store, &actor, Command::EndSession { hash }).await;
+    }
+    tracing::info!(user = %user.id, "signed in");
+    let mut response = Redirect::to(local_path(f.next.as_deref())).into_response();
+    let secure = over_tls(&state, &headers);
+    let mut cookie = format!(
+        "{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
+        SESSION_LIFETIME.num_seconds()
+    );
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0),
+    );
+    response
+}
+
+/// A form whose `csrf` field must match the session's token.
+pub(crate) struct CsrfForm<T>(pub T);
+
+#[derive(Deserialize)]
+struct WithCsrf<T> {
+    csrf: String,
+    #[serde(flatten)]
+    rest: T,
+}
+
+impl<S, T> FromRequest<S> for CsrfForm<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let expected = req
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.csrf().map(str::to_owned));
+        let axum::Form(f) = axum::Form::<WithCsrf<T>>::from_request(req, state)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "bad_form",
+                    format!("the form is malformed: {}", e.body_text()),
+                )
+                .into_response()
+            })?;
+        match expected {
+            Some(token) if account::same_secret(&f.csrf, &token) => Ok(CsrfForm(f.rest)),
+            _ => Err(ApiError::csrf(
+                "the form's CSRF token does not match your session; reload the page and try again",
+            )
+            .into_response()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    CsrfForm(Empty {}): CsrfForm<Empty>,
+) -> Response {
+    if let Via::Session { hash, .. } = &caller.via {
+        let hash = hash.clone();
+        if let Err(e) = write(&state.store, &caller, Command::EndSession { hash }).await {
+            return e.into_response();
+        }
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(&state, SESSION_COOKIE, "", 0),
+    );
+    r
+}
+
+/// What the account page shows after a form on it was sent.
+#[derive(Default)]
+struct Notice {
+    ok: Option<String>,
+    error: Option<String>,
+    secret: Option<String>,
+}
+
+async fn account_page(State(state): State<AppState>, caller: Caller) -> Response {
+    account_view(&state, &caller, StatusCode::OK, Notice::default())
+}
+
+fn account_view(state: &AppState, caller: &Caller, status: StatusCode, n: Notice) -> Response {
+    let dir = state.store.directory();
+    let tokens = dir.tokens(Some(caller.user.id));
+    let now = state.store.clock().now();
+    let csrf = caller.csrf().unwrap_or("");
+    let u = &caller.user;
+    let body = html! {
+        section.card {
+            h1 { "Your account" }
+            @if let Some(m) = &n.ok { p.ok role="status" { (m) } }
+            @if let Some(e) = &n.error { p.error role="alert" { (e) } }
+            dl {
+                dt { "Name" } dd { (u.name) }
+                dt { "Email" } dd { (u.email) }
+                dt { "Role" } dd { (u.role) }
+                dt { "Team" } dd { (u.team.as_deref().unwrap_or("none")) }
+                dt { "Sees" } dd { @if caller.access.sees_all { "all records" } @else { "own and team records" } }
+            }
+        }
+        section.card {
+            h2 { "Change password" }
+            form method="post" action="/account/password" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="current" { "Current password" }
+                input #current type="password" name="current_password" autocomplete="current-password" required;
+                label for="new" { "New password (at least " (account::MIN_PASSWORD) " characters)" }
+                input #new type="password" name="new_password" autocomplete="new-password" minlength=(account::MIN_PASSWORD) required;
+                button type="submit" { "Change password" }
+            }
+        }
+        section.card {
+            h2 { "API tokens" }
+            p { "Scripts send a token as " code { "Authorization: Bearer <token>" } ". It acts as you." }
+            @if let Some(s) = &n.secret {
+                p.ok role="status" { "Your new token (copy it now; it is not shown again): " code.secret { (s) } }
+            }
+            @if tokens.is_empty() {
+                p { "No tokens yet." }
+            } @else {
+                table {
+                    thead { tr { th { "Name" } th { "Created" } th { "Expires" } th { "State" } th { span.sr { "Action" } } } }
+                    tbody {
+                        @for t in &tokens {
+                            tr {
+                                td { (t.name) }
+                                td { (t.created_at.format("%Y-%m-%d %H:%M")) }
+                                td { (t.expires_at.map_or_else(|| "never".to_owned(), |e| e.format("%Y-%m-%d").to_string())) }
+                                td { (t.refusal(now).unwrap_or("active")) }
+                                td {
+                                    @if t.revoked_at.is_none() {
+                                        form.inline method="post" action="/account/tokens/revoke" {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            input type="hidden" name="id" value=(t.id.to_string());
+                                            button type="submit" aria-label={ "Revoke token " (t.name) } { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action="/account/tokens" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="token-name" { "New token name" }
+                input #token-name type="text" name="name" maxlength="200" required;
+                label for="token-days" { "Expires after (days, empty for never)" }
+                input #token-days type="number" name="expires_in_days" min="1" max="3650";
+                button type="submit" { "Create token" }
+            }
+        }
+    };
+    let mut r = (
+        status,
+        Html(page("Account", Some(caller), body).into_string()),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn account_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    CsrfForm(f): CsrfForm<PasswordForm>,
+) -> Response {
+    match crate::api::accounts_change_password(&state, &caller, f.current_password, f.new_password)
+        .await
+    {
+        Ok(()) => account_view(
+            &state,
+            &caller,
+            StatusCode::OK,
+            Notice {
+                ok: Some("Password changed. Your other sessions were signed out.".to_owned()),
+                ..Notice::default()
+            },
+        ),
+        Err(e) => {
+            let status = e.status();
+            account_view(
+                &state,
+                &caller,
+                status,
+                Notice {
+                    error: Some(e.message().to_owned()),
+                    ..Notice::default()
+                },
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    name: String,
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+async fn account_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    CsrfForm(f): CsrfForm<TokenForm>,
+) -> Response {
+    let days = match f.expires_in_days.trim() {
+        "" => None,
+        d => match d.parse::<u32>() {
+            Ok(n) if (1..=3650).contains(&n) => Some(n),
+            _ => {
+                return account_view(
+                    &state,
+                    &caller,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Notice {
+                        error: Some(
+                            "Expiry must be a whole number of days from 1 to 3650.".to_owned(),
+                        ),
+                        ..Notice::default()
+                    },
+                );
+            }
+        },
+    };
+    let secret = account::new_secret("kith_");
+    let now = state.store.clock().now();
+    let new = NewToken {
+        user: caller.user.id,
+        name: f.name,
+        hash: account::hash_secret(&secret),
+        expires_at: days.map(|d| now + chrono::Duration::days(i64::from(d))),
+    };
+    match write(&state.store, &caller, Command::CreateToken(new)).await {
+        Ok(Outcome::Token(_)) => account_view(
+            &state,
+            &caller,
+            StatusCode::OK,
+            Notice {
+                secret: Some(secret),
+                ..Notice::default()
+            },
+        ),
+        Ok(_) => account_view(&state, &caller, StatusCode::OK, Notice::default()),
+        Err(e) => {
+            let status = e.status();
+            account_view(
+                &state,
+                &caller,
+                status,
+                Notice {
+                    error: Some(e.message().to_owned()),
+                    ..Notice::default()
+                },
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    id: String,
+}
+
+async fn account_revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    CsrfForm(f): CsrfForm<RevokeForm>,
+) -> Response {
+    let own =
+        f.id.parse()
+            .ok()
+            .and_then(|id| state.store.directory().token(id))
+            .filter(|t| t.user == caller.user.id);
+    let Some(token) = own else {
+        return account_view(
+            &state,
+            &caller,
+            StatusCode::NOT_FOUND,
+            Notice {
+                error: Some("You have no such token.".to_owned()),
+                ..Notice::default()
+            },
+        );
+    };
+    let result = write(&state.store, &caller, Command::RevokeToken { id: token.id }).await;
+    let notice = match result {
+        Ok(_) => Notice {
+            ok: Some(format!("Token '{}' revoked.", token.name)),
+            ..Notice::default()
+        },
+        Err(e) => Notice {
+            error: Some(e.message().to_owned()),
+            ..Notice::default()
+        },
+    };
+    account_view(&state, &caller, StatusCode::OK, notice)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("kith.css"),
+    )
+}
