@@ -45,6 +45,17 @@ pub enum Need {
 }
 
 impl Need {
+    /// Its name: `public`, or the least role's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Public => "public",
+            Need::Viewer => "viewer",
+            Need::Agent => "agent",
+            Need::Manager => "manager",
+            Need::Admin => "admin",
+        }
+    }
+
     /// Whether a user with `role` meets it.
     pub fn allows(self, role: Role) -> bool {
         match self {
@@ -313,12 +324,7 @@ fn admit(state: &AppState, need: Need, req: &mut Request, is_page: bool) -> Resu
     if !need.allows(caller.role()) {
         return Err(ApiError::forbidden(format!(
             "this needs the {} role or higher; you are {}",
-            match need {
-                Need::Public | Need::Viewer => "viewer",
-                Need::Agent => "agent",
-                Need::Manager => "manager",
-                Need::Admin => "admin",
-            },
+            need.name(),
             caller.role()
         )));
     }

@@ -3,6 +3,8 @@
 
 use kith_core::EntityKind;
 use kith_core::report::ParamKind;
+
+use super::auth::{Need, SESSION_COOKIE, route_table};
 use kith_core::schema::{FieldInfo, ValueType};
 use serde_json::{Map, Value as Json, json};
 
@@ -92,7 +94,9 @@ fn error_responses() -> Json {
     let err = json!({ "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     json!({
         "400": { "description": "Malformed request", "content": err["content"] },
-        "404": { "description": "Unknown id", "content": err["content"] },
+        "401": { "description": "Not signed in: no, or a wrong, revoked or expired token or session", "content": err["content"] },
+        "403": { "description": "The caller's role may not do this (forbidden), or a cookie-signed change without its x-csrf-token (csrf_failed)", "content": err["content"] },
+        "404": { "description": "Unknown id, or a record the caller may not see", "content": err["content"] },
         "409": { "description": "Conflict (duplicate email)", "content": err["content"] },
         "413": { "description": "Body too large", "content": err["content"] },
         "422": { "description": "Validation failed", "content": err["content"] },
@@ -378,6 +382,8 @@ pub fn document() -> Json {
                   "responses": with_errors(json!({ "200": { "description": "How many records were scored" } })) },
     }));
     report_paths(&mut paths, &mut schemas);
+    account_paths(&mut paths, &mut schemas);
+    mark_roles(&mut paths);
     schemas.insert("Error".into(), json!({
         "type": "object",
         "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
@@ -410,6 +416,112 @@ pub fn document() -> Json {
             "description": "Contacts, companies, deals, tickets, interactions and tasks. Errors are {\"error\": {\"code\", \"message\", \"field\"}}.",
         },
         "paths": paths,
-        "components": { "schemas": schemas },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "token": { "type": "http", "scheme": "bearer", "description": "An API token (POST /api/v1/tokens, the account page, or `kith token create`)." },
+                "session": { "type": "apiKey", "in": "cookie", "name": SESSION_COOKIE, "description": "The web UI's session; changes also need the x-csrf-token header (GET /api/v1/me)." },
+            },
+        },
+        "security": [{ "token": [] }, { "session": [] }],
     })
+}
+
+/// Sets on every operation the least role that may call it (`x-kith-role`, from the same
+/// table the server enforces), and `security: []` on the public ones.
+fn mark_roles(paths: &mut Map<String, Json>) {
+    for route in route_table() {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let Some(op) = paths
+            .get_mut(&route.path)
+            .and_then(|p| p.get_mut(&method))
+            .and_then(Json::as_object_mut)
+        else {
+            continue;
+        };
+        op.insert("x-kith-role".into(), json!(route.need.name()));
+        if route.need == Need::Public {
+            op.insert("security".into(), json!([]));
+        }
+    }
+}
+
+/// `/api/v1/me`, users, teams, tokens and the organisation settings.
+fn account_paths(paths: &mut Map<String, Json>, schemas: &mut Map<String, Json>) {
+    let body = |schema: &str| json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+    let op = |tag: &str, summary: &str, ok: &str, what: &str| json!({ "tags": [tag], "summary": summary, "responses": with_errors(json!({ ok: { "description": what } })) });
+    let with_body = |mut o: Json, schema: &str| {
+        o["requestBody"] = body(schema);
+        o
+    };
+    paths.insert("/api/v1/me".into(), json!({
+        "get": op("accounts", "The caller: user, what they see (all or own_and_team), how they signed in, their audit actor, and the CSRF token of a session", "200", "The caller"),
+    }));
+    paths.insert("/api/v1/me/password".into(), json!({
+        "post": with_body(op("accounts", "Change your password (at least 10 characters); ends your other sessions", "204", "Changed"), "PasswordChange"),
+    }));
+    paths.insert("/api/v1/users".into(), json!({
+        "get": op("accounts", "Every user", "200", "Users"),
+        "post": with_body(op("accounts", "Add a user; without a password one is generated and returned once", "201", "The user (and a generated password)"), "NewUser"),
+    }));
+    let user_id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } });
+    paths.insert("/api/v1/users/{id}".into(), json!({
+        "parameters": [user_id],
+        "get": op("accounts", "One user", "200", "The user"),
+        "patch": with_body(op("accounts", "Change email, name, role, team (null: none), active or password; deactivating or a new password ends their sessions; the last active admin stays", "200", "The user"), "UserChanges"),
+    }));
+    paths.insert(
+        "/api/v1/teams".into(),
+        json!({
+            "get": op("accounts", "Every team", "200", "Teams"),
+            "post": with_body(op("accounts", "Add a team", "201", "The team"), "Team"),
+        }),
+    );
+    paths.insert("/api/v1/teams/{key}".into(), json!({
+        "parameters": [{ "name": "key", "in": "path", "required": true, "schema": { "type": "string" } }],
+        "put": with_body(op("accounts", "Add or rename a team (body: name)", "200", "The team"), "Team"),
+        "delete": op("accounts", "Remove a team that has no members", "204", "Removed"),
+    }));
+    paths.insert("/api/v1/tokens".into(), json!({
+        "get": { "tags": ["accounts"], "summary": "Your API tokens (admins: any user's with ?user=); never the secret",
+                 "parameters": [{ "name": "user", "in": "query", "schema": { "type": "string" }, "description": "A user id or email (admins)" }],
+                 "responses": with_errors(json!({ "200": { "description": "Tokens" } })) },
+        "post": with_body(op("accounts", "Create an API token for yourself (admins: for anyone); the secret is in this answer only", "201", "The token and its secret"), "NewToken"),
+    }));
+    paths.insert("/api/v1/tokens/{id}".into(), json!({
+        "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }],
+        "delete": op("accounts", "Revoke a token: refused from now on", "200", "The revoked token"),
+    }));
+    paths.insert("/api/v1/settings".into(), json!({
+        "get": op("accounts", "Organisation settings", "200", "Settings"),
+        "put": with_body(op("accounts", "Change organisation settings", "200", "Settings"), "OrgSettings"),
+    }));
+    let role = json!({ "type": "string", "enum": ["admin", "manager", "agent", "viewer"] });
+    schemas.insert("PasswordChange".into(), json!({
+        "type": "object", "required": ["current_password", "new_password"],
+        "properties": { "current_password": { "type": "string" }, "new_password": { "type": "string", "minLength": 10 } },
+    }));
+    schemas.insert("NewUser".into(), json!({
+        "type": "object", "required": ["email", "role"],
+        "properties": { "email": { "type": "string", "format": "email" }, "name": { "type": "string" }, "role": role,
+                        "team": { "type": ["string", "null"] }, "password": { "type": "string", "minLength": 10 } },
+    }));
+    schemas.insert("UserChanges".into(), json!({
+        "type": "object",
+        "properties": { "email": { "type": "string", "format": "email" }, "name": { "type": "string" }, "role": role,
+                        "team": { "type": ["string", "null"] }, "active": { "type": "boolean" }, "password": { "type": "string", "minLength": 10 } },
+    }));
+    schemas.insert("Team".into(), json!({
+        "type": "object", "required": ["name"],
+        "properties": { "key": { "type": "string", "pattern": "^[a-z0-9-]{1,64}$" }, "name": { "type": "string" } },
+    }));
+    schemas.insert("NewToken".into(), json!({
+        "type": "object", "required": ["name"],
+        "properties": { "name": { "type": "string" }, "expires_at": { "type": "string", "format": "date-time" },
+                        "expires_in_days": { "type": "integer", "minimum": 1 }, "user": { "type": "string", "description": "A user id or email (admins)" } },
+    }));
+    schemas.insert("OrgSettings".into(), json!({
+        "type": "object", "required": ["agent_scope"],
+        "properties": { "agent_scope": { "type": "string", "enum": ["all", "own_and_team"], "description": "Whether agents see every record or only their own and their team's" } },
+    }));
 }
