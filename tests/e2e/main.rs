@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod accounts;
 mod audit;
 mod bundled_workflows;
 mod concurrency;

@@ -343,3 +343,50 @@ pub fn time(v: &Value) -> Timestamp {
     let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
     kith_core::schema::parse_timestamp(s).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Signs in through the sign-in page as a browser does (fetch the form for its CSRF cookie
+/// and field, post it) and returns the `kith_session` cookie's value, or the status the
+/// sign-in answered when it did not redirect with a session.
+pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<String, StatusCode> {
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("build an HTTP client");
+    let form = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login");
+    let csrf_cookie = set_cookie(&form, "kith_login_csrf").expect("the form sets its CSRF cookie");
+    let page = form.text().await.expect("the sign-in page");
+    let field = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries a csrf field")
+        .to_owned();
+    let reply = client
+        .post(format!("{base}/login"))
+        .header("cookie", format!("kith_login_csrf={csrf_cookie}"))
+        .form(&[("email", email), ("password", password), ("csrf", &field)])
+        .send()
+        .await
+        .expect("POST /login");
+    match set_cookie(&reply, "kith_session") {
+        Some(session) if reply.status() == StatusCode::SEE_OTHER && !session.is_empty() => {
+            Ok(session)
+        }
+        _ => Err(reply.status()),
+    }
+}
+
+/// The value `response` sets for cookie `name`, if it sets it.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+}
