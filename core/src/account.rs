@@ -512,6 +512,14 @@ impl Directory {
             .and_then(|id| self.users.get(id))
     }
 
+    /// A user named by id or by email, as people and scripts name them.
+    pub fn find_user(&self, id_or_email: &str) -> Option<&User> {
+        match id_or_email.trim().parse::<Id>() {
+            Ok(id) => self.user(id),
+            Err(_) => self.user_by_email(id_or_email),
+        }
+    }
+
     /// Every user, oldest first.
     pub fn users(&self) -> Vec<&User> {
         let mut all: Vec<&User> = self.users.values().collect();

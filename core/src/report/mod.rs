@@ -261,6 +261,7 @@ impl Reports {
         // an owner filter naming a known user's email means that user's id.
         let mut raw = raw.clone();
         if let Some(owner) = raw.get_mut("owner")
+            && owner.contains('@')
             && let Some(user) = self.store().directory().user_by_email(owner)
         {
             *owner = user.id.to_string();

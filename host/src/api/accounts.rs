@@ -2,17 +2,17 @@
 //! tokens (your own; admins anyone's), and the organisation's access setting.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use kith_core::account::{self, AgentScope, NewUser, OrgSettings, Role, Team, UserChanges};
-use kith_core::{Command, Id, NewToken, Outcome, User};
+use kith_core::{Command, Id, NewToken, Outcome, Timestamp, Token, User};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
 use super::auth::{Caller, Need, Routes, Via};
-use super::body::JsonObject;
+use super::body::{JsonObject, Params, params};
 use super::{ApiError, AppState, write};
 
 pub(super) fn routes() -> Routes {
@@ -376,17 +376,21 @@ async fn delete_team(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensParams {
+    /// A user id or email, or `all` (admins only).
+    user: Option<String>,
+}
+
 async fn tokens(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(raw): RawQuery,
+    q: Params<TokensParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // `?user=<id>` or `?user=all` lets admins see other people's tokens.
-    let wanted = raw
-        .as_deref()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("user=")));
+    let wanted = params(q)?.user;
     let dir = state.store.directory();
-    let user = match wanted {
+    let user = match wanted.as_deref() {
         None => Some(caller.user.id),
         Some(_) if caller.role() != Role::Admin => {
             return Err(ApiError::forbidden(
@@ -394,9 +398,32 @@ async fn tokens(
             ));
         }
         Some("all") => None,
-        Some(raw) => Some(user_id(raw)?),
+        Some(u) => Some(named_user(&dir, u, "user", false)?),
     };
     Ok(Json(json!({ "items": dir.tokens(user) })))
+}
+
+/// The id of the user `u` names (id or email); an unknown one is an error naming `field`,
+/// a 400 `bad_query` for a query parameter or a 422 for a body field.
+fn named_user(
+    dir: &kith_core::Directory,
+    u: &str,
+    field: &str,
+    in_body: bool,
+) -> Result<Id, ApiError> {
+    dir.find_user(u).map(|x| x.id).ok_or_else(|| {
+        let message = format!("{field}: there is no user '{u}'");
+        let e = if in_body {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
+        } else {
+            ApiError::bad_request("bad_query", message)
+        };
+        e.with_field(field)
+    })
 }
 
 #[derive(Deserialize)]
@@ -411,6 +438,46 @@ struct TokenBody {
     user: Option<String>,
 }
 
+/// The longest a token may be given, in days, by `expires_in_days` (ten years).
+pub(crate) const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// The expiry `days` from `now`, or a 422 naming `expires_in_days` when it is out of range.
+pub(crate) fn expiry_in_days(now: Timestamp, days: u32) -> Result<Timestamp, ApiError> {
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("expires_in_days: must be a whole number of days from 1 to {MAX_TOKEN_DAYS}"),
+        )
+        .with_field("expires_in_days"));
+    }
+    Ok(now + chrono::Duration::days(i64::from(days)))
+}
+
+/// Creates an API token for `user` named `name`, signed by `caller`; returns it and its
+/// secret, which exists nowhere else from then on (the store keeps its hash).
+pub(crate) async fn issue_token(
+    state: &AppState,
+    caller: &Caller,
+    user: Id,
+    name: String,
+    expires_at: Option<Timestamp>,
+) -> Result<(Token, String), ApiError> {
+    let secret = account::new_secret("kith_");
+    let new = NewToken {
+        user,
+        name,
+        hash: account::hash_secret(&secret),
+        expires_at,
+    };
+    match write(&state.store, caller, Command::CreateToken(new)).await? {
+        Outcome::Token(t) => Ok((t.public(), secret)),
+        other => Err(ApiError::internal(&format!(
+            "create token returned {other:?}"
+        ))),
+    }
+}
+
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -420,21 +487,7 @@ async fn create_token(
     let user = match b.user.as_deref() {
         None => caller.user.id,
         Some(u) => {
-            let dir = state.store.directory();
-            let found = u
-                .parse::<Id>()
-                .ok()
-                .and_then(|id| dir.user(id))
-                .or_else(|| dir.user_by_email(u))
-                .map(|x| x.id)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        format!("user: there is no user '{u}'"),
-                    )
-                    .with_field("user")
-                })?;
+            let found = named_user(&state.store.directory(), u, "user", true)?;
             if found != caller.user.id && caller.role() != Role::Admin {
                 return Err(ApiError::forbidden(
                     "only admins can create tokens for other users",
@@ -459,26 +512,23 @@ async fn create_token(
             )
             .with_field("expires_at")
         })?),
-        (None, Some(days)) => Some(now + chrono::Duration::days(i64::from(days.clamp(1, 3650)))),
+        (None, Some(days)) => Some(expiry_in_days(now, days)?),
         (None, None) => None,
     };
-    let secret = account::new_secret("kith_");
-    let new = NewToken {
-        user,
-        name: b.name,
-        hash: account::hash_secret(&secret),
-        expires_at,
-    };
-    match write(&state.store, &caller, Command::CreateToken(new)).await? {
-        Outcome::Token(t) => Ok((
-            StatusCode::CREATED,
-            // The secret is in this answer and nowhere else, ever.
-            Json(json!({ "token": t.public(), "secret": secret })),
-        )),
-        other => Err(ApiError::internal(&format!(
-            "create token returned {other:?}"
-        ))),
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "expires_at: the token would have expired already",
+        )
+        .with_field("expires_at"));
     }
+    let (token, secret) = issue_token(&state, &caller, user, b.name, expires_at).await?;
+    // The secret is in this answer and nowhere else, ever.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "secret": secret })),
+    ))
 }
 
 async fn revoke_token(

@@ -3,7 +3,7 @@
 //! time; admins only). Both page with `before`, the `next_before` of the previous page.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Caller, Need, Routes};
+use super::body::{Params, params};
 use super::{ApiError, AppState, read, read_as};
 
 pub(super) fn routes() -> Routes {
@@ -35,13 +36,6 @@ pub(super) fn routes() -> Routes {
 struct HistoryParams {
     before: Option<u64>,
     limit: Option<usize>,
-}
-
-type Params<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
-fn params<T>(q: Params<T>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
 }
 
 async fn history(
@@ -122,15 +116,10 @@ async fn audit(
     let by_user = match p.user.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => {
             let dir = state.store.directory();
-            let found = u
-                .parse::<Id>()
-                .ok()
-                .and_then(|id| dir.user(id))
-                .or_else(|| dir.user_by_email(u))
-                .ok_or_else(|| {
-                    ApiError::bad_request("bad_query", format!("user: there is no user '{u}'"))
-                        .with_field("user")
-                })?;
+            let found = dir.find_user(u).ok_or_else(|| {
+                ApiError::bad_request("bad_query", format!("user: there is no user '{u}'"))
+                    .with_field("user")
+            })?;
             Some(format!("user:{}", found.id))
         }
         None => None,

@@ -3,11 +3,21 @@
 //! object into the core's [`Input`].
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Query, Request};
 use kith_core::{Input, Value};
 use serde_json::{Map, Value as Json};
 
 use super::error::ApiError;
+
+/// Query-string parameters as `T`, or the reason they do not fit; see [`params`].
+pub type Params<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The parameters, or a 400 `bad_query` naming what does not fit (an unknown parameter when
+/// `T` denies unknown fields, a value of the wrong type).
+pub fn params<T>(q: Params<T>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+}
 
 /// A request body that must be a JSON object.
 pub struct JsonObject(pub Map<String, Json>);

@@ -7,13 +7,13 @@ use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use kith_core::Command;
 use kith_core::account::{self, Session};
-use kith_core::{Command, NewToken, Outcome};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use crate::api::auth::{Caller, MaybeCaller, Need, Routes, SESSION_COOKIE, SESSION_LIFETIME, Via};
-use crate::api::{ApiError, AppState, submit, write};
+use crate::api::{ApiError, AppState, expiry_in_days, issue_token, submit, write};
 
 /// The cookie holding the sign-in form's CSRF token.
 const LOGIN_CSRF_COOKIE: &str = "kith_login_csrf";
@@ -354,6 +354,30 @@ struct Notice {
     secret: Option<String>,
 }
 
+impl Notice {
+    fn ok(message: impl Into<String>) -> Notice {
+        Notice {
+            ok: Some(message.into()),
+            ..Notice::default()
+        }
+    }
+}
+
+/// The account page after one of its forms: with `result`'s notice, or with the error's
+/// message and status.
+fn after_form(state: &AppState, caller: &Caller, result: Result<Notice, ApiError>) -> Response {
+    match result {
+        Ok(notice) => account_view(state, caller, StatusCode::OK, notice),
+        Err(e) => {
+            let notice = Notice {
+                error: Some(e.message().to_owned()),
+                ..Notice::default()
+            };
+            account_view(state, caller, e.status(), notice)
+        }
+    }
+}
+
 async fn account_page(State(state): State<AppState>, caller: Caller) -> Response {
     account_view(&state, &caller, StatusCode::OK, Notice::default())
 }
@@ -451,31 +475,11 @@ async fn account_password(
     caller: Caller,
     CsrfForm(f): CsrfForm<PasswordForm>,
 ) -> Response {
-    match crate::api::accounts_change_password(&state, &caller, f.current_password, f.new_password)
-        .await
-    {
-        Ok(()) => account_view(
-            &state,
-            &caller,
-            StatusCode::OK,
-            Notice {
-                ok: Some("Password changed. Your other sessions were signed out.".to_owned()),
-                ..Notice::default()
-            },
-        ),
-        Err(e) => {
-            let status = e.status();
-            account_view(
-                &state,
-                &caller,
-                status,
-                Notice {
-                    error: Some(e.message().to_owned()),
-                    ..Notice::default()
-                },
-            )
-        }
-    }
+    let result =
+        crate::api::accounts_change_password(&state, &caller, f.current_password, f.new_password)
+            .await
+            .map(|()| Notice::ok("Password changed. Your other sessions were signed out."));
+    after_form(&state, &caller, result)
 }
 
 #[derive(Deserialize)]
@@ -490,57 +494,21 @@ async fn account_token(
     caller: Caller,
     CsrfForm(f): CsrfForm<TokenForm>,
 ) -> Response {
-    let days = match f.expires_in_days.trim() {
-        "" => None,
-        d => match d.parse::<u32>() {
-            Ok(n) if (1..=3650).contains(&n) => Some(n),
-            _ => {
-                return account_view(
-                    &state,
-                    &caller,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Notice {
-                        error: Some(
-                            "Expiry must be a whole number of days from 1 to 3650.".to_owned(),
-                        ),
-                        ..Notice::default()
-                    },
-                );
-            }
-        },
-    };
-    let secret = account::new_secret("kith_");
-    let now = state.store.clock().now();
-    let new = NewToken {
-        user: caller.user.id,
-        name: f.name,
-        hash: account::hash_secret(&secret),
-        expires_at: days.map(|d| now + chrono::Duration::days(i64::from(d))),
-    };
-    match write(&state.store, &caller, Command::CreateToken(new)).await {
-        Ok(Outcome::Token(_)) => account_view(
-            &state,
-            &caller,
-            StatusCode::OK,
-            Notice {
-                secret: Some(secret),
-                ..Notice::default()
-            },
-        ),
-        Ok(_) => account_view(&state, &caller, StatusCode::OK, Notice::default()),
-        Err(e) => {
-            let status = e.status();
-            account_view(
-                &state,
-                &caller,
-                status,
-                Notice {
-                    error: Some(e.message().to_owned()),
-                    ..Notice::default()
-                },
-            )
-        }
+    let result = async {
+        let now = state.store.clock().now();
+        let expires_at = match f.expires_in_days.trim() {
+            "" => None,
+            // Not a number is out of range too: 0 days is refused with the same message.
+            d => Some(expiry_in_days(now, d.parse().unwrap_or(0))?),
+        };
+        let (_, secret) = issue_token(&state, &caller, caller.user.id, f.name, expires_at).await?;
+        Ok(Notice {
+            secret: Some(secret),
+            ..Notice::default()
+        })
     }
+    .await;
+    after_form(&state, &caller, result)
 }
 
 #[derive(Deserialize)]
@@ -553,34 +521,18 @@ async fn account_revoke(
     caller: Caller,
     CsrfForm(f): CsrfForm<RevokeForm>,
 ) -> Response {
-    let own =
-        f.id.parse()
-            .ok()
-            .and_then(|id| state.store.directory().token(id))
-            .filter(|t| t.user == caller.user.id);
-    let Some(token) = own else {
-        return account_view(
-            &state,
-            &caller,
-            StatusCode::NOT_FOUND,
-            Notice {
-                error: Some("You have no such token.".to_owned()),
-                ..Notice::default()
-            },
-        );
-    };
-    let result = write(&state.store, &caller, Command::RevokeToken { id: token.id }).await;
-    let notice = match result {
-        Ok(_) => Notice {
-            ok: Some(format!("Token '{}' revoked.", token.name)),
-            ..Notice::default()
-        },
-        Err(e) => Notice {
-            error: Some(e.message().to_owned()),
-            ..Notice::default()
-        },
-    };
-    account_view(&state, &caller, StatusCode::OK, notice)
+    let result = async {
+        let token =
+            f.id.parse()
+                .ok()
+                .and_then(|id| state.store.directory().token(id))
+                .filter(|t| t.user == caller.user.id)
+                .ok_or_else(|| ApiError::not_found("You have no such token."))?;
+        write(&state.store, &caller, Command::RevokeToken { id: token.id }).await?;
+        Ok(Notice::ok(format!("Token '{}' revoked.", token.name)))
+    }
+    .await;
+    after_form(&state, &caller, result)
 }
 
 async fn stylesheet() -> impl IntoResponse {
