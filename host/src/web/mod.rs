@@ -103,8 +103,10 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
     }
 }
 
-fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
+/// A `Set-Cookie` value for a cookie scripts cannot read, sent back only to this site's
+/// top-level navigations and requests, and only over TLS when `secure`.
+fn cookie_header(secure: bool, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     let v = format!("{name}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -131,17 +133,20 @@ struct Next {
 
 async fn login_page(
     State(state): State<AppState>,
+    headers: HeaderMap,
     MaybeCaller(caller): MaybeCaller,
     Query(q): Query<Next>,
 ) -> Response {
     if caller.is_some() {
         return Redirect::to(local_path(q.next.as_deref())).into_response();
     }
-    login_form(&state, StatusCode::OK, q.next.as_deref(), None, "")
+    let secure = over_tls(&state, &headers);
+    login_form(secure, StatusCode::OK, q.next.as_deref(), None, "")
 }
 
+/// The sign-in page; `secure` marks its CSRF cookie `Secure`.
 fn login_form(
-    state: &AppState,
+    secure: bool,
     status: StatusCode,
     next: Option<&str>,
     error: Option<&str>,
@@ -168,7 +173,7 @@ fn login_form(
     let mut response = (status, Html(page("Sign in", None, body).into_string())).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(state, LOGIN_CSRF_COOKIE, &csrf, 3600),
+        cookie_header(secure, LOGIN_CSRF_COOKIE, &csrf, 3600),
     );
     response
         .headers_mut()
@@ -189,9 +194,10 @@ async fn login(
     headers: HeaderMap,
     form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let secure = over_tls(&state, &headers);
     let Ok(axum::Form(f)) = form else {
         return login_form(
-            &state,
+            secure,
             StatusCode::BAD_REQUEST,
             None,
             Some("The form was incomplete; enter your email and password."),
@@ -201,7 +207,7 @@ async fn login(
     let expected = crate::api::auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
     if expected.is_empty() || !account::same_secret(&f.csrf, expected) {
         return login_form(
-            &state,
+            secure,
             StatusCode::FORBIDDEN,
             f.next.as_deref(),
             Some("The sign-in form expired or came from another site; please try again."),
@@ -210,7 +216,7 @@ async fn login(
     }
     if let Some(wait) = state.throttle.locked(&f.email) {
         let mut r = login_form(
-            &state,
+            secure,
             StatusCode::TOO_MANY_REQUESTS,
             f.next.as_deref(),
             Some(&format!(
@@ -237,7 +243,7 @@ async fn login(
         state.throttle.failed(&f.email);
         tracing::info!(email = %f.email, "failed sign-in");
         return login_form(
-            &state,
+            secure,
             StatusCode::UNAUTHORIZED,
             f.next.as_deref(),
             Some("That email and password do not match an active account."),
@@ -265,20 +271,18 @@ async fn login(
     }
     tracing::info!(user = %user.id, "signed in");
     let mut response = Redirect::to(local_path(f.next.as_deref())).into_response();
-    let secure = over_tls(&state, &headers);
-    let mut cookie = format!(
-        "{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
-        SESSION_LIFETIME.num_seconds()
-    );
-    if secure {
-        cookie.push_str("; Secure");
-    }
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
     response.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0),
+        cookie_header(
+            secure,
+            SESSION_COOKIE,
+            &secret,
+            SESSION_LIFETIME.num_seconds(),
+        ),
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(secure, LOGIN_CSRF_COOKIE, "", 0),
     );
     response
 }
@@ -329,6 +333,7 @@ struct Empty {}
 
 async fn logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     caller: Caller,
     CsrfForm(Empty {}): CsrfForm<Empty>,
 ) -> Response {
@@ -341,7 +346,7 @@ async fn logout(
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(&state, SESSION_COOKIE, "", 0),
+        cookie_header(over_tls(&state, &headers), SESSION_COOKIE, "", 0),
     );
     r
 }
