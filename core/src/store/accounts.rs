@@ -430,11 +430,22 @@ impl Tables<'_> {
 
     /// Checks that a restricted caller links a record only to records they may see; one they
     /// may not see is answered exactly like one that does not exist, so ids do not leak.
-    pub(super) fn check_refs_visible<R: Record>(&self, r: &R, ctx: &Ctx<'_>) -> Result<(), Error> {
+    /// Links the record already had (`before`) stay: an agent may edit a deal of their team
+    /// that someone else linked to a contact they cannot see.
+    pub(super) fn check_refs_visible<R: Record>(
+        &self,
+        r: &R,
+        before: Option<&R>,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), Error> {
         let Some(access) = ctx.access.as_ref().filter(|a| !a.sees_all) else {
             return Ok(());
         };
+        let had = before.map(Record::references).unwrap_or_default();
         for (field, kind, id) in r.references() {
+            if had.iter().any(|(_, k, i)| *k == kind && *i == id) {
+                continue;
+            }
             let visible = with_kind!(kind, T => self
                 .load::<T>(id)?
                 .is_none_or(|t| access.sees(t.owner(), t.team())));

@@ -441,7 +441,7 @@ impl<'t> Tables<'t> {
             r.set(&k, v)?;
         }
         self.settle_owner(&mut r, None, owner_given, team_given, ctx)?;
-        self.check_refs_visible(&r, ctx)?;
+        self.check_refs_visible(&r, None, ctx)?;
         let defs = self.field_defs(R::KIND)?;
         custom::apply(&defs, r.custom_mut(), input.custom, self, R::KIND)?;
         r.prepare(None, ctx.now, self)?;
@@ -475,7 +475,7 @@ impl<'t> Tables<'t> {
         if owner_given || team_given {
             self.settle_owner(&mut r, Some(&before), owner_given, team_given, ctx)?;
         }
-        self.check_refs_visible(&r, ctx)?;
+        self.check_refs_visible(&r, Some(&before), ctx)?;
         let defs = self.field_defs(R::KIND)?;
         let mut custom_values = r.custom().clone();
         custom::apply(&defs, &mut custom_values, input.custom, self, R::KIND)?;
