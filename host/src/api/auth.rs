@@ -3,12 +3,12 @@
 //! in `Authorization: Bearer`, or a session cookie), checks the role, checks the CSRF token of
 //! cookie-authenticated changes, and adds the security headers to every response.
 //!
-//! A route registered without a rule is refused for everyone (fail closed), and the route
-//! table is public ([`route_table`]) so the authorization-matrix test covers every route.
+//! A method with no rule on a known path is for admins only (fail closed; normally the
+//! router answers it 405), and the route table is public ([`route_table`]) so the
+//! authorization-matrix test covers every route.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -17,8 +17,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use chrono::TimeDelta;
 use kith_core::account::{self, Refusal};
-use kith_core::{Access, Id, Role, User};
+use kith_core::{Access, Id, Role, Timestamp, User};
 
 use super::{ApiError, AppState};
 
@@ -374,6 +375,10 @@ pub(crate) fn security_headers(h: &mut HeaderMap) {
 /// Slows down password guessing: after [`Throttle::FREE_FAILURES`] failed sign-ins for one
 /// email, each further attempt waits out a lock that doubles (1 minute up to 15), whether the
 /// password is right or not. A success clears the count. Kept in memory: a restart forgets.
+///
+/// An attempt is counted when it *starts* ([`Throttle::attempt`]) and forgiven only when it
+/// succeeds, so guesses sent all at once cannot all pass the lock check while the (slow)
+/// password checks of the first ones are still running. Time is the store's clock.
 #[derive(Debug, Default)]
 pub struct Throttle {
     by_email: Mutex<HashMap<String, Failures>>,
@@ -382,51 +387,48 @@ pub struct Throttle {
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
-    last: Instant,
+    last: Timestamp,
 }
 
 impl Throttle {
     /// Failed attempts allowed before locking.
     pub const FREE_FAILURES: u32 = 5;
     /// The longest lock.
-    pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+    pub const MAX_LOCK: TimeDelta = TimeDelta::minutes(15);
 
-    fn lock_for(count: u32) -> Duration {
+    fn lock_for(count: u32) -> TimeDelta {
         if count < Self::FREE_FAILURES {
-            return Duration::ZERO;
+            return TimeDelta::zero();
         }
         let doublings = (count - Self::FREE_FAILURES).min(4);
-        (Duration::from_secs(60) * 2u32.pow(doublings)).min(Self::MAX_LOCK)
+        (TimeDelta::minutes(1) * 2i32.pow(doublings)).min(Self::MAX_LOCK)
     }
 
-    /// Seconds until `email` may try again, if it is locked.
-    pub fn locked(&self, email: &str) -> Option<u64> {
-        let map = self.by_email.lock().unwrap_or_else(|p| p.into_inner());
-        let f = map.get(&email.trim().to_lowercase())?;
-        let until = f.last + Self::lock_for(f.count);
-        let now = Instant::now();
-        (until > now).then(|| (until - now).as_secs().max(1))
-    }
-
-    /// Records a failed attempt.
-    pub fn failed(&self, email: &str) {
+    /// Starts a sign-in attempt for `email` at `now`: `Err(seconds to wait)` while it is
+    /// locked; otherwise the attempt counts as failed until [`Throttle::succeeded`] says
+    /// otherwise.
+    pub fn attempt(&self, email: &str, now: Timestamp) -> Result<(), u64> {
         let mut map = self.by_email.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let key = email.trim().to_lowercase();
-        let f = map.entry(key).or_insert(Failures {
+        let f = map.entry(email.trim().to_lowercase()).or_insert(Failures {
             count: 0,
             last: now,
         });
-        // An old run of failures is forgotten after the longest lock has passed.
-        if now.duration_since(f.last) > Self::MAX_LOCK {
+        // An old run of failures is forgotten once the longest lock has passed.
+        if now - f.last > Self::MAX_LOCK {
             f.count = 0;
+        }
+        let until = f.last + Self::lock_for(f.count);
+        if until > now {
+            let secs = (until - now).num_seconds().max(1);
+            return Err(u64::try_from(secs).unwrap_or(1));
         }
         f.count += 1;
         f.last = now;
         // Bound the memory an attacker cycling through emails can take.
         if map.len() > 100_000 {
-            map.retain(|_, f| now.duration_since(f.last) <= Self::MAX_LOCK);
+            map.retain(|_, f| now - f.last <= Self::MAX_LOCK);
         }
+        Ok(())
     }
 
     /// Clears an email's failures after a successful sign-in.
@@ -447,23 +449,35 @@ mod tests {
 
     #[test]
     fn locks_grow_and_are_capped() {
-        assert_eq!(Throttle::lock_for(4), Duration::ZERO);
-        assert_eq!(Throttle::lock_for(5), Duration::from_secs(60));
-        assert_eq!(Throttle::lock_for(6), Duration::from_secs(120));
+        assert_eq!(Throttle::lock_for(4), TimeDelta::zero());
+        assert_eq!(Throttle::lock_for(5), TimeDelta::minutes(1));
+        assert_eq!(Throttle::lock_for(6), TimeDelta::minutes(2));
         assert_eq!(Throttle::lock_for(50), Throttle::MAX_LOCK);
     }
 
     #[test]
-    fn throttle_counts_per_email() {
+    fn throttle_counts_attempts_per_email_until_one_succeeds() {
+        let t = Throttle::default();
+        let now = Timestamp::default();
+        for _ in 0..Throttle::FREE_FAILURES {
+            assert!(t.attempt("A@example.com", now).is_ok());
+        }
+        assert_eq!(t.attempt("a@EXAMPLE.com", now), Err(60));
+        assert!(t.attempt("b@example.com", now).is_ok());
+        // The lock runs out; the next failure locks for twice as long.
+        let later = now + TimeDelta::seconds(61);
+        assert!(t.attempt("a@example.com", later).is_ok());
+        assert_eq!(t.attempt("a@example.com", later), Err(120));
+        t.succeeded("a@example.com");
+        assert!(t.attempt("a@example.com", later).is_ok());
+        // A run of failures older than the longest lock is forgotten.
         let t = Throttle::default();
         for _ in 0..Throttle::FREE_FAILURES {
-            assert!(t.locked("A@example.com").is_none());
-            t.failed("a@example.com");
+            assert!(t.attempt("c@example.com", now).is_ok());
         }
-        assert!(t.locked("a@EXAMPLE.com").is_some());
-        assert!(t.locked("b@example.com").is_none());
-        t.succeeded("a@example.com");
-        assert!(t.locked("a@example.com").is_none());
+        let much_later = now + Throttle::MAX_LOCK + TimeDelta::seconds(1);
+        assert!(t.attempt("c@example.com", much_later).is_ok());
+        assert!(t.attempt("c@example.com", much_later).is_ok());
     }
 
     #[test]

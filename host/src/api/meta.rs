@@ -13,7 +13,7 @@ use serde_json::{Map, Value as JsonValue, json};
 
 use super::auth::{Caller, MaybeCaller, Need, Routes};
 use super::body::JsonObject;
-use super::{ApiError, AppState, read, write};
+use super::{ApiError, AppState, read, read_as, write};
 
 pub(super) fn routes() -> Routes {
     use Method as M;
@@ -53,13 +53,17 @@ async fn health(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
 ) -> Result<impl IntoResponse, ApiError> {
-    if caller.is_none() {
+    let Some(caller) = caller else {
         return Ok(Json(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
         })));
-    }
-    let (counts, seq) = read(&state.store, |s| Ok((s.counts()?, s.last_event_seq()?))).await?;
+    };
+    // Counts of what this caller may see, like every other read.
+    let (counts, seq) = read_as(&state.store, &caller, |s| {
+        Ok((s.counts()?, s.store().last_event_seq()?))
+    })
+    .await?;
     let records: Map<String, JsonValue> = counts
         .into_iter()
         .map(|(k, n)| (k.plural().to_owned(), json!(n)))

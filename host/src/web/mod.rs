@@ -64,10 +64,19 @@ fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Only a path on this site: never `//elsewhere` or `https://elsewhere`.
+/// Only a path on this site: never `//elsewhere` or `https://elsewhere`. Browsers drop tabs
+/// and line breaks from URLs and read `\` as `/`, so `/\t/elsewhere` or `/\\elsewhere` would
+/// leave the site too: a path with anything but printable ASCII (a `next` we made is always
+/// percent-encoded) or with a backslash is refused whole.
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -214,7 +223,7 @@ async fn login(
             &f.email,
         );
     }
-    if let Some(wait) = state.throttle.locked(&f.email) {
+    if let Err(wait) = state.throttle.attempt(&f.email, state.store.clock().now()) {
         let mut r = login_form(
             secure,
             StatusCode::TOO_MANY_REQUESTS,
@@ -240,7 +249,6 @@ async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| verified) else {
-        state.throttle.failed(&f.email);
         tracing::info!(email = %f.email, "failed sign-in");
         return login_form(
             secure,
@@ -548,4 +556,30 @@ async fn stylesheet() -> impl IntoResponse {
         ],
         include_str!("kith.css"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_sign_in() {
+        for ok in ["/", "/account", "/contacts?q=a%20b&sort=-name"] {
+            assert_eq!(local_path(Some(ok)), ok);
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example/",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/ü",
+            "/a b",
+            "account",
+            "",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }
