@@ -122,6 +122,15 @@ const TABLE: &str = "
     POST   /account/password                         viewer   200
     POST   /account/tokens                           viewer   200
     POST   /account/tokens/revoke                    viewer   200
+    GET    /admin/users                              admin    200
+    POST   /admin/users                              admin    200
+    GET    /admin/users/{id}                         admin    200
+    POST   /admin/users/{id}                         admin    200
+    POST   /admin/users/{id}/password                admin    200
+    POST   /admin/teams                              admin    200
+    POST   /admin/teams/delete                       admin    200
+    POST   /admin/settings                           admin    200
+    POST   /admin/tokens/revoke                      admin    200
     GET    /assets/kith.css                          public   200
 ";
 
@@ -1153,7 +1162,7 @@ impl<'a> Matrix<'a> {
         }
         let id = if path.starts_with("/api/v1/plugins/") {
             "lead-scoring"
-        } else if path.starts_with("/api/v1/users/") {
+        } else if path.starts_with("/api/v1/users/") || path.starts_with("/admin/users/") {
             &self.target_user
         } else if path.starts_with("/api/v1/tokens/") {
             &self.some_token
@@ -1370,6 +1379,53 @@ impl<'a> Matrix<'a> {
                     .get(&who)
                     .unwrap_or(&self.members[&Who::Viewer]);
                 let id = token_id(s, &user.id).await;
+                call.body = Payload::Form(vec![("csrf", csrf), ("id", id)]);
+            }
+            ("POST", "/admin/users") => {
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("email", format!("page{n}@example.com")),
+                    ("name", "Paged".to_owned()),
+                    ("role", "viewer".to_owned()),
+                    ("team", String::new()),
+                    ("password", String::new()),
+                ]);
+            }
+            ("POST", "/admin/users/{id}") => {
+                let (status, target) = s.get(&format!("/api/v1/users/{}", self.target_user)).await;
+                assert_eq!(status, StatusCode::OK, "{target}");
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("name", format!("Target {n}")),
+                    ("email", target["email"].as_str().unwrap().to_owned()),
+                    ("role", target["role"].as_str().unwrap().to_owned()),
+                    ("team", target["team"].as_str().unwrap_or("").to_owned()),
+                    ("status", "active".to_owned()),
+                ]);
+            }
+            ("POST", "/admin/users/{id}/password") => {
+                call.body = Payload::Form(vec![("csrf", csrf)]);
+            }
+            ("POST", "/admin/teams") => {
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("key", format!("paged-{n}")),
+                    ("name", "Paged team".to_owned()),
+                ]);
+            }
+            ("POST", "/admin/teams/delete") => {
+                let key = format!("gone-page-{n}");
+                let (status, body) = s
+                    .post("/api/v1/teams", &json!({"key": key, "name": "Gone"}))
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                call.body = Payload::Form(vec![("csrf", csrf), ("key", key)]);
+            }
+            ("POST", "/admin/settings") => {
+                call.body = Payload::Form(vec![("csrf", csrf), ("agent_scope", "all".to_owned())]);
+            }
+            ("POST", "/admin/tokens/revoke") => {
+                let id = token_id(s, &self.target_user).await;
                 call.body = Payload::Form(vec![("csrf", csrf), ("id", id)]);
             }
             ("GET", _)

@@ -295,3 +295,211 @@ async fn admins_manage_users_teams_and_the_access_setting() {
     );
     s.stop().await;
 }
+
+/// A browser signed in as someone: its session cookie and the session's CSRF token.
+struct Signed {
+    client: reqwest::Client,
+    base: String,
+    session: String,
+    csrf: String,
+}
+
+impl Signed {
+    async fn new(base: &str, email: &str, password: &str) -> Signed {
+        let session = sign_in(base, email, password).await.expect("signs in");
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let me: serde_json::Value = client
+            .get(format!("{base}/api/v1/me"))
+            .header("cookie", format!("kith_session={session}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Signed {
+            client,
+            base: base.to_owned(),
+            session,
+            csrf: me["csrf_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Posts a page form (the CSRF token added); the status and the page.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut form = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", format!("kith_session={}", self.session))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("kith_session={}", self.session))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+}
+
+/// The text of the first `<code class="secret">` on a page.
+fn shown_secret(page: &str) -> &str {
+    let start = page
+        .find("class=\"secret\">")
+        .expect("the page shows a secret")
+        + 15;
+    &page[start..start + page[start..].find('<').unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_people_teams_and_access_on_their_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), false).await.unwrap();
+    let (email, password) = s.running().first_admin.clone().unwrap();
+    let admin = Signed::new(&s.url(), &email, &password).await;
+    let (status, page) = admin.get("/admin/users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("admin@example.com") && page.contains("Add a person"));
+
+    // A team, then a person in it with a generated password, who can sign in with it.
+    let (status, page) = admin
+        .post("/admin/teams", &[("key", "east"), ("name", "East coast")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (status, page) = admin
+        .post(
+            "/admin/users",
+            &[
+                ("email", "ivy@acme.com"),
+                ("name", "Ivy <b>"),
+                ("role", "agent"),
+                ("team", "east"),
+                ("password", ""),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Ivy &lt;b&gt;"), "names are escaped");
+    let generated = shown_secret(&page).to_owned();
+    assert!(sign_in(&s.url(), "ivy@acme.com", &generated).await.is_ok());
+    let ivy = s.get_ok("/api/v1/users").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ivy@acme.com")
+        .unwrap()
+        .clone();
+    assert_eq!(ivy["team"], "east");
+    let id = ivy["id"].as_str().unwrap().to_owned();
+
+    // Refusals come back on the page with the API's status and message; nothing changes.
+    let (status, page) = admin
+        .post(
+            "/admin/users",
+            &[
+                ("email", "IVY@acme.com"),
+                ("role", "agent"),
+                ("password", ""),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{page}");
+    assert!(page.contains("role=\"alert\""), "{page}");
+    let (status, _) = admin.post("/admin/teams/delete", &[("key", "east")]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a team with members stays");
+
+    // Her page: promote her, move her out of the team, deactivate her.
+    let (status, page) = admin.get(&format!("/admin/users/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("ivy@acme.com"));
+    let (status, page) = admin
+        .post(
+            &format!("/admin/users/{id}"),
+            &[
+                ("name", "Ivy"),
+                ("email", "ivy@acme.com"),
+                ("role", "manager"),
+                ("team", ""),
+                ("status", "inactive"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let shown = s.get_ok(&format!("/api/v1/users/{id}")).await;
+    assert_eq!(shown["role"], "manager");
+    assert!(shown["team"].is_null());
+    assert_eq!(shown["active"], false);
+    assert!(sign_in(&s.url(), "ivy@acme.com", &generated).await.is_err());
+
+    // Back to active with a new password, which works where the old one does not.
+    let (status, _) = admin
+        .post(
+            &format!("/admin/users/{id}"),
+            &[
+                ("name", "Ivy"),
+                ("email", "ivy@acme.com"),
+                ("role", "manager"),
+                ("team", ""),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = admin
+        .post(&format!("/admin/users/{id}/password"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let fresh = shown_secret(&page).to_owned();
+    assert!(sign_in(&s.url(), "ivy@acme.com", &generated).await.is_err());
+    assert!(sign_in(&s.url(), "ivy@acme.com", &fresh).await.is_ok());
+
+    // The team is empty now and can go; the access setting changes.
+    let (status, _) = admin.post("/admin/teams/delete", &[("key", "east")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        s.get_ok("/api/v1/teams").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (status, _) = admin
+        .post("/admin/settings", &[("agent_scope", "own_and_team")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.get_ok("/api/v1/settings").await["agent_scope"],
+        "own_and_team"
+    );
+
+    // The admin cannot lock everyone out by demoting themself.
+    let me = s.get_ok("/api/v1/me").await;
+    let admin_id = me["user"]["id"].as_str().unwrap();
+    let (status, page) = admin
+        .post(
+            &format!("/admin/users/{admin_id}"),
+            &[
+                ("name", "Administrator"),
+                ("email", "admin@example.com"),
+                ("role", "viewer"),
+                ("team", ""),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{page}");
+    assert!(page.contains("last active admin"));
+    s.stop().await;
+}

@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use kith_core::account::{self, AgentScope, NewUser, OrgSettings, Role, Team, UserChanges};
+use kith_core::account::{
+    self, AgentScope, NewUser, OrgSettings, Role, Team, UserChanges, UserInfo,
+};
 use kith_core::{Command, Id, NewToken, Outcome, Timestamp, Token, User};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
@@ -198,26 +200,27 @@ async fn user(
     Ok(Json(user_json(u)))
 }
 
+/// A new user as the API and the admin page take it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewUserBody {
-    email: String,
+pub(crate) struct NewUserBody {
+    pub(crate) email: String,
     #[serde(default)]
-    name: String,
-    role: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
     #[serde(default)]
-    team: Option<String>,
+    pub(crate) team: Option<String>,
     #[serde(default)]
-    password: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
-async fn create_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonObject(body): JsonObject,
-) -> Result<impl IntoResponse, ApiError> {
-    let b: NewUserBody = parse(body, "a user (email, name, role, team, password)")?;
-    // Without a password one is generated and shown once, for the admin to hand over.
+/// Adds a user on `caller`'s authority; returns them, and the generated password when the
+/// body had none (shown once, for the admin to hand over). Shared by the API and the page.
+pub(crate) async fn add_user(
+    state: &AppState,
+    caller: &Caller,
+    b: NewUserBody,
+) -> Result<(UserInfo, Option<String>), ApiError> {
     let (password, generated) = match b.password {
         Some(p) => (p, false),
         None => (generate_password(), true),
@@ -229,18 +232,26 @@ async fn create_user(
         team: b.team,
         password_hash: Some(hash(password.clone()).await?),
     };
-    match write(&state.store, &caller, Command::CreateUser(new)).await? {
-        Outcome::User(u) => {
-            let mut out = json!({ "user": user_json(&u) });
-            if generated {
-                out["password"] = json!(password);
-            }
-            Ok((StatusCode::CREATED, Json(out)))
-        }
+    match write(&state.store, caller, Command::CreateUser(new)).await? {
+        Outcome::User(u) => Ok((u.public(), generated.then_some(password))),
         other => Err(ApiError::internal(&format!(
             "create user returned {other:?}"
         ))),
     }
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let b: NewUserBody = parse(body, "a user (email, name, role, team, password)")?;
+    let (user, generated) = add_user(&state, &caller, b).await?;
+    let mut out = json!({ "user": user });
+    if let Some(password) = generated {
+        out["password"] = json!(password);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// A password for a new account: 120 random bits, easy to copy.
@@ -248,16 +259,18 @@ pub(crate) fn generate_password() -> String {
     account::new_secret("")[..20].to_owned()
 }
 
-#[derive(Deserialize)]
+/// A change to a user as the API and the admin page take it; what is `None` stays.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct UserPatch {
-    email: Option<String>,
-    name: Option<String>,
-    role: Option<String>,
+pub(crate) struct UserPatch {
+    pub(crate) email: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) role: Option<String>,
+    /// `Some(None)` takes them out of their team.
     #[serde(default, with = "double_option")]
-    team: Option<Option<String>>,
-    active: Option<bool>,
-    password: Option<String>,
+    pub(crate) team: Option<Option<String>>,
+    pub(crate) active: Option<bool>,
+    pub(crate) password: Option<String>,
 }
 
 /// Tells a field set to `null` (`Some(None)`) from one left out (`None`).
@@ -282,6 +295,17 @@ async fn update_user(
         body,
         "a user change (email, name, role, team, active, password)",
     )?;
+    Ok(Json(json!(change_user(&state, &caller, id, p).await?)))
+}
+
+/// Applies `p` to user `id` on `caller`'s authority (a new password or deactivation ends
+/// their sessions). Shared by the API and the admin page.
+pub(crate) async fn change_user(
+    state: &AppState,
+    caller: &Caller,
+    id: Id,
+    p: UserPatch,
+) -> Result<UserInfo, ApiError> {
     let password_hash = match p.password {
         Some(pw) => Some(hash(pw).await?),
         None => None,
@@ -295,8 +319,8 @@ async fn update_user(
         password_hash,
         keep_session: None,
     };
-    match write(&state.store, &caller, Command::UpdateUser { id, changes }).await? {
-        Outcome::User(u) => Ok(Json(user_json(&u))),
+    match write(&state.store, caller, Command::UpdateUser { id, changes }).await? {
+        Outcome::User(u) => Ok(u.public()),
         other => Err(ApiError::internal(&format!(
             "update user returned {other:?}"
         ))),

@@ -26,7 +26,8 @@ use crate::plugin::Registry;
 use tower_http::trace::TraceLayer;
 
 pub(crate) use self::accounts::{
-    change_own_password as accounts_change_password, expiry_in_days, generate_password, issue_token,
+    NewUserBody, UserPatch, add_user, change_own_password as accounts_change_password, change_user,
+    expiry_in_days, generate_password, issue_token,
 };
 pub use self::auth::{Caller, Need, RouteInfo, route_table};
 pub use self::error::ApiError;

@@ -1,5 +1,6 @@
 //! The web pages, rendered on the server with maud (which escapes every value it inserts):
-//! sign-in, sign-out and the account page (password change, API tokens). Forms carry a CSRF
+//! sign-in, sign-out, the account page (password change, API tokens), and the admin's pages
+//! for people, teams and record access ([`admin`]). Forms carry a CSRF
 //! token checked by [`CsrfForm`]; the sign-in form, used before any session exists, checks
 //! its token against a short-lived cookie instead (double submit).
 
@@ -8,7 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use kith_core::Command;
-use kith_core::account::{self, Session};
+use kith_core::Timestamp;
+use kith_core::account::{self, Session, Token};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
@@ -18,9 +20,11 @@ use crate::api::{ApiError, AppState, expiry_in_days, issue_token, submit, write}
 /// The cookie holding the sign-in form's CSRF token.
 const LOGIN_CSRF_COOKIE: &str = "kith_login_csrf";
 
+mod admin;
+
 pub(crate) fn routes() -> Routes {
     use Method as M;
-    Routes::new()
+    admin::routes()
         .route("/", &[(M::GET, Need::Viewer)], get(home))
         .route(
             "/login",
@@ -95,7 +99,10 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { "Kith" }
                     @if let Some(c) = caller {
-                        nav {
+                        nav aria-label="Main" {
+                            @if c.role() == kith_core::Role::Admin {
+                                a href="/admin/users" { "People" }
+                            }
                             a href="/account" { (c.user.name) " (" (c.user.role) ")" }
                             @if let Some(csrf) = c.csrf() {
                                 form.inline method="post" action="/logout" {
@@ -336,6 +343,7 @@ where
     }
 }
 
+/// A form with nothing but its CSRF token.
 #[derive(Deserialize)]
 struct Empty {}
 
@@ -359,11 +367,14 @@ async fn logout(
     r
 }
 
-/// What the account page shows after a form on it was sent.
+/// What a page shows after one of its forms was sent.
 #[derive(Default)]
 struct Notice {
+    /// What went well.
     ok: Option<String>,
+    /// What went wrong.
     error: Option<String>,
+    /// A secret to show this once (a new token or password).
     secret: Option<String>,
 }
 
@@ -374,6 +385,29 @@ impl Notice {
             ..Notice::default()
         }
     }
+
+    fn error(message: impl Into<String>) -> Notice {
+        Notice {
+            error: Some(message.into()),
+            ..Notice::default()
+        }
+    }
+}
+
+/// A notice's success and error lines (announced to screen readers).
+fn notices(n: &Notice) -> Markup {
+    html! {
+        @if let Some(m) = &n.ok { p.ok role="status" { (m) } }
+        @if let Some(e) = &n.error { p.error role="alert" { (e) } }
+    }
+}
+
+/// A whole page as an answer with `status`; never cached, since pages show private data.
+fn html_page(status: StatusCode, title: &str, caller: Option<&Caller>, body: Markup) -> Response {
+    let mut r = (status, Html(page(title, caller, body).into_string())).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// The account page after one of its forms: with `result`'s notice, or with the error's
@@ -381,13 +415,7 @@ impl Notice {
 fn after_form(state: &AppState, caller: &Caller, result: Result<Notice, ApiError>) -> Response {
     match result {
         Ok(notice) => account_view(state, caller, StatusCode::OK, notice),
-        Err(e) => {
-            let notice = Notice {
-                error: Some(e.message().to_owned()),
-                ..Notice::default()
-            };
-            account_view(state, caller, e.status(), notice)
-        }
+        Err(e) => account_view(state, caller, e.status(), Notice::error(e.message())),
     }
 }
 
@@ -404,8 +432,7 @@ fn account_view(state: &AppState, caller: &Caller, status: StatusCode, n: Notice
     let body = html! {
         section.card {
             h1 { "Your account" }
-            @if let Some(m) = &n.ok { p.ok role="status" { (m) } }
-            @if let Some(e) = &n.error { p.error role="alert" { (e) } }
+            (notices(&n))
             dl {
                 dt { "Name" } dd { (u.name) }
                 dt { "Email" } dd { (u.email) }
@@ -431,32 +458,7 @@ fn account_view(state: &AppState, caller: &Caller, status: StatusCode, n: Notice
             @if let Some(s) = &n.secret {
                 p.ok role="status" { "Your new token (copy it now; it is not shown again): " code.secret { (s) } }
             }
-            @if tokens.is_empty() {
-                p { "No tokens yet." }
-            } @else {
-                table {
-                    thead { tr { th { "Name" } th { "Created" } th { "Expires" } th { "State" } th { span.sr { "Action" } } } }
-                    tbody {
-                        @for t in &tokens {
-                            tr {
-                                td { (t.name) }
-                                td { (t.created_at.format("%Y-%m-%d %H:%M")) }
-                                td { (t.expires_at.map_or_else(|| "never".to_owned(), |e| e.format("%Y-%m-%d").to_string())) }
-                                td { (t.refusal(now).unwrap_or("active")) }
-                                td {
-                                    @if t.revoked_at.is_none() {
-                                        form.inline method="post" action="/account/tokens/revoke" {
-                                            input type="hidden" name="csrf" value=(csrf);
-                                            input type="hidden" name="id" value=(t.id.to_string());
-                                            button type="submit" aria-label={ "Revoke token " (t.name) } { "Revoke" }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (tokens_table(&tokens, now, csrf, "/account/tokens/revoke"))
             form method="post" action="/account/tokens" {
                 input type="hidden" name="csrf" value=(csrf);
                 label for="token-name" { "New token name" }
@@ -467,14 +469,39 @@ fn account_view(state: &AppState, caller: &Caller, status: StatusCode, n: Notice
             }
         }
     };
-    let mut r = (
-        status,
-        Html(page("Account", Some(caller), body).into_string()),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    html_page(status, "Account", Some(caller), body)
+}
+
+/// A table of API tokens, each active one with a button posting its id to `revoke`.
+fn tokens_table(tokens: &[Token], now: Timestamp, csrf: &str, revoke: &str) -> Markup {
+    html! {
+        @if tokens.is_empty() {
+            p { "No tokens." }
+        } @else {
+            table {
+                thead { tr { th { "Name" } th { "Created" } th { "Expires" } th { "State" } th { span.sr { "Action" } } } }
+                tbody {
+                    @for t in tokens {
+                        tr {
+                            td { (t.name) }
+                            td { (t.created_at.format("%Y-%m-%d %H:%M")) }
+                            td { (t.expires_at.map_or_else(|| "never".to_owned(), |e| e.format("%Y-%m-%d").to_string())) }
+                            td { (t.refusal(now).unwrap_or("active")) }
+                            td {
+                                @if t.revoked_at.is_none() {
+                                    form.inline method="post" action=(revoke) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="id" value=(t.id.to_string());
+                                        button type="submit" aria-label={ "Revoke token " (t.name) } { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
