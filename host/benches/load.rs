@@ -116,6 +116,7 @@ async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
     sender
 }
 
+/// One request signed with the benchmark's admin token.
 async fn call(
     sender: &mut SendRequest<Full<Bytes>>,
     method: Method,
@@ -123,16 +124,29 @@ async fn call(
     path: &str,
     body: Option<String>,
 ) -> (StatusCode, Bytes) {
+    let token = TOKEN.read().unwrap_or_else(|p| p.into_inner()).clone();
+    call_as(sender, method, addr, path, body, Some(&token)).await
+}
+
+/// One request, signed with `authorization` (a whole header value) when given.
+async fn call_as(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: Method,
+    addr: &str,
+    path: &str,
+    body: Option<String>,
+    authorization: Option<&str>,
+) -> (StatusCode, Bytes) {
     sender.ready().await.expect("connection ready");
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("host", addr)
-        .header("content-type", "application/json")
-        .header(
-            "authorization",
-            TOKEN.read().unwrap_or_else(|p| p.into_inner()).as_str(),
-        )
+        .header("content-type", "application/json");
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .expect("request");
     let resp = sender.send_request(req).await.expect("response");
@@ -317,6 +331,20 @@ fn main() {
         })
         .await;
         noop.print();
+        // The same kind of answer (a small JSON body, no storage) without authentication: the
+        // difference to the no-op above is what checking a token costs.
+        let anon_addr = addr.clone();
+        let anon = phase("health, anonymous (no auth, no storage)", &addr, secs, move |mut s, _c, _n| {
+            let addr = anon_addr.clone();
+            async move {
+                let (status, _) =
+                    call_as(&mut s, Method::GET, &addr, "/api/v1/health", None, None).await;
+                assert_eq!(status, StatusCode::OK);
+                s
+            }
+        })
+        .await;
+        anon.print();
         drop(server);
 
         let server = Server::start(1);
@@ -336,6 +364,12 @@ fn main() {
             100.0 * gets.rate() / noop.rate(),
             gets.rate(),
             noop.rate()
+        );
+        println!(
+            "a token-checked no-op runs at {:.0}% of an anonymous one ({:.0} vs {:.0} /s)",
+            100.0 * noop.rate() / anon.rate(),
+            noop.rate(),
+            anon.rate()
         );
     });
 }
