@@ -704,6 +704,23 @@ async fn an_agent_sees_only_own_and_team_records_when_the_setting_says_so() {
         "an east agent edits a teammate's deal that involves a west contact: {body}"
     );
     assert_eq!(body["source"], "referral");
+
+    // A unique email held by a record the agent cannot see is still taken, but the answer
+    // does not name that record.
+    let hidden = s
+        .create_id(
+            "contacts",
+            json!({"first_name": "Hidden", "email": "hidden@west.example", "owner": w1}),
+        )
+        .await;
+    let reply = east
+        .post(
+            "/api/v1/contacts",
+            &json!({"first_name": "Copy", "email": "hidden@west.example"}),
+        )
+        .await;
+    assert_error(&reply, StatusCode::CONFLICT, "conflict", Some("email"));
+    assert!(!reply.1.to_string().contains(&hidden), "{}", reply.1);
     s.stop().await;
 }
 

@@ -447,7 +447,7 @@ impl<'t> Tables<'t> {
         r.prepare(None, ctx.now, self)?;
         self.run_hook(&mut r, None, &defs, ctx)?;
         let keys = all_index_keys(&r);
-        self.check_unique(&keys, id)?;
+        self.check_unique(&keys, id, ctx)?;
         // Validation is complete: from here on only storage errors can occur.
         self.put(&r)?;
         self.add_keys(R::KIND, id, &keys)?;
@@ -489,7 +489,7 @@ impl<'t> Tables<'t> {
         r.touch(ctx.now);
         let old_keys = all_index_keys(&before);
         let new_keys = all_index_keys(&r);
-        self.check_unique(&new_keys, id)?;
+        self.check_unique(&new_keys, id, ctx)?;
         self.put(&r)?;
         self.swap_keys(R::KIND, id, &old_keys, &new_keys)?;
         self.append(ctx, R::KIND, id, Operation::Updated, changes)?;
@@ -641,7 +641,9 @@ impl<'t> Tables<'t> {
         Ok(false)
     }
 
-    fn check_unique(&self, keys: &[IndexKey], id: Id) -> Result<(), Error> {
+    /// Refuses a unique value (a contact's email) another record holds. The holder is named
+    /// only to callers who see every record; to others it may be one they cannot see.
+    fn check_unique(&self, keys: &[IndexKey], id: Id, ctx: &Ctx<'_>) -> Result<(), Error> {
         for key in keys {
             if let IndexKey::Unique { index, value } = key
                 && let Some(holder) = self.unique.get((*index, value.as_str()))?
@@ -649,9 +651,14 @@ impl<'t> Tables<'t> {
                 let holder = Id::from_u128(holder.value());
                 if holder != id {
                     let field = index.rsplit('.').next().unwrap_or(index);
+                    let message = if ctx.access.as_ref().is_some_and(|a| !a.sees_all) {
+                        format!("'{value}' is already used by another record")
+                    } else {
+                        format!("'{value}' is already used by {holder}")
+                    };
                     return Err(Error::Conflict {
                         field: field.to_owned(),
-                        message: format!("'{value}' is already used by {holder}"),
+                        message,
                     });
                 }
             }
