@@ -583,6 +583,14 @@ pub fn token_create(
     name: &str,
     expires_in_days: Option<u32>,
 ) -> Result<String, AdminError> {
+    let max = crate::api::MAX_TOKEN_DAYS;
+    if let Some(d) = expires_in_days
+        && !(1..=max).contains(&d)
+    {
+        return Err(AdminError::new(format!(
+            "--expires-in-days must be a whole number of days from 1 to {max}"
+        )));
+    }
     with_store(data, |store| {
         let dir = store.directory();
         let user = dir

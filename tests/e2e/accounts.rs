@@ -109,6 +109,8 @@ async fn the_cli_adds_teams_and_users_sets_passwords_and_makes_tokens() {
     let out = admin::token_create(data, "sam@acme.com", "import", Some(30)).unwrap();
     let token = out.lines().next().unwrap().trim().to_owned();
     assert!(admin::token_create(data, "nobody@acme.com", "x", None).is_err());
+    let e = admin::token_create(data, "sam@acme.com", "x", Some(0)).unwrap_err();
+    assert!(e.to_string().contains("expires-in-days"), "{e}");
     assert!(
         admin::user_password(data, "sam@acme.com", Some("a brand new password".into()))
             .unwrap()

@@ -26,8 +26,9 @@ use crate::plugin::Registry;
 use tower_http::trace::TraceLayer;
 
 pub(crate) use self::accounts::{
-    NewUserBody, UserPatch, add_user, change_own_password as accounts_change_password, change_user,
-    expiry_in_days, generate_password, issue_token,
+    MAX_TOKEN_DAYS, NewUserBody, UserPatch, add_user,
+    change_own_password as accounts_change_password, change_user, expiry_in_days,
+    generate_password, issue_token,
 };
 pub use self::auth::{Caller, Need, RouteInfo, route_table};
 pub use self::error::ApiError;
