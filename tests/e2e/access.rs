@@ -132,6 +132,7 @@ const TABLE: &str = "
     POST   /admin/settings                           admin    200
     POST   /admin/tokens/revoke                      admin    200
     GET    /assets/kith.css                          public   200
+    GET    /assets/favicon.svg                       public   200
 ";
 
 /// The record kinds, as URLs spell them.

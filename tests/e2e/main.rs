@@ -10,6 +10,7 @@
 mod access;
 mod accounts;
 mod audit;
+mod browser;
 mod bundled_workflows;
 mod concurrency;
 mod crash;

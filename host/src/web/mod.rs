@@ -53,6 +53,11 @@ pub(crate) fn routes() -> Routes {
             &[(M::GET, Need::Public)],
             get(stylesheet),
         )
+        .route(
+            "/assets/favicon.svg",
+            &[(M::GET, Need::Public)],
+            get(favicon),
+        )
 }
 
 /// Sends a browser to the sign-in page, to come back to `from` afterwards.
@@ -94,6 +99,7 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Kith" }
                 link rel="stylesheet" href="/assets/kith.css";
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
             }
             body {
                 header.top {
@@ -156,19 +162,37 @@ async fn login_page(
     if caller.is_some() {
         return Redirect::to(local_path(q.next.as_deref())).into_response();
     }
-    let secure = over_tls(&state, &headers);
-    login_form(secure, StatusCode::OK, q.next.as_deref(), None, "")
+    login_form(
+        &state,
+        &headers,
+        StatusCode::OK,
+        q.next.as_deref(),
+        None,
+        "",
+    )
 }
 
-/// The sign-in page; `secure` marks its CSRF cookie `Secure`.
+/// The sign-in page, for a browser that sent `headers`.
+///
+/// A browser that already holds a sign-in token keeps it: a second sign-in page loaded
+/// meanwhile (another tab, or a favicon request sent to sign in) must not make the form
+/// already on screen stale.
 fn login_form(
-    secure: bool,
+    state: &AppState,
+    headers: &HeaderMap,
     status: StatusCode,
     next: Option<&str>,
     error: Option<&str>,
     email: &str,
 ) -> Response {
-    let csrf = account::new_secret("");
+    let secure = over_tls(state, headers);
+    let csrf = crate::api::auth::cookie(headers, LOGIN_CSRF_COOKIE)
+        .filter(|c| {
+            c.len() >= 32
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(|| account::new_secret(""), str::to_owned);
     let body = html! {
         section.card {
             h1 { "Sign in" }
@@ -213,7 +237,8 @@ async fn login(
     let secure = over_tls(&state, &headers);
     let Ok(axum::Form(f)) = form else {
         return login_form(
-            secure,
+            &state,
+            &headers,
             StatusCode::BAD_REQUEST,
             None,
             Some("The form was incomplete; enter your email and password."),
@@ -223,7 +248,8 @@ async fn login(
     let expected = crate::api::auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
     if expected.is_empty() || !account::same_secret(&f.csrf, expected) {
         return login_form(
-            secure,
+            &state,
+            &headers,
             StatusCode::FORBIDDEN,
             f.next.as_deref(),
             Some("The sign-in form expired or came from another site; please try again."),
@@ -232,7 +258,8 @@ async fn login(
     }
     if let Err(wait) = state.throttle.attempt(&f.email, state.store.clock().now()) {
         let mut r = login_form(
-            secure,
+            &state,
+            &headers,
             StatusCode::TOO_MANY_REQUESTS,
             f.next.as_deref(),
             Some(&format!(
@@ -258,7 +285,8 @@ async fn login(
     let Some(user) = user.filter(|_| verified) else {
         tracing::info!(email = %f.email, "failed sign-in");
         return login_form(
-            secure,
+            &state,
+            &headers,
             StatusCode::UNAUTHORIZED,
             f.next.as_deref(),
             Some("That email and password do not match an active account."),
@@ -573,6 +601,18 @@ async fn account_revoke(
     }
     .await;
     after_form(&state, &caller, result)
+}
+
+/// The icon browsers show for the site (linked from every page, so they do not go looking
+/// for `/favicon.ico`).
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("favicon.svg"),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {
