@@ -81,17 +81,21 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
+        // Owned at once, so the process is stopped and reaped (on drop) however this ends.
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let http = Client::new();
         for _ in 0..100 {
-            if let Ok(r) = http.get(format!("{url}/status")).send().await
+            if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await
                 && r.status().is_success()
             {
-                return Driver { child, url };
+                return driver;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("chromedriver did not answer on {url}");
+        panic!("chromedriver did not answer on {}", driver.url);
     }
 }
 
