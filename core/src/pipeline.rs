@@ -36,6 +36,19 @@ pub struct Stage {
     pub outcome: StageOutcome,
 }
 
+impl Stage {
+    /// The deal fields a person is asked to fill in when a deal enters this stage without
+    /// them: why it was lost, or what it was won for. The store does not insist (imports and
+    /// scripts may close deals without them); the web UI asks before it moves a deal.
+    pub fn asks_for(&self) -> &'static [&'static str] {
+        match self.outcome {
+            StageOutcome::Open => &[],
+            StageOutcome::Won => &["amount", "currency"],
+            StageOutcome::Lost => &["lost_reason"],
+        }
+    }
+}
+
 /// An ordered list of stages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {

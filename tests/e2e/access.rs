@@ -114,7 +114,12 @@ const TABLE: &str = "
     GET    /api/v1/settings                          viewer   200
     PUT    /api/v1/settings                          admin    200
 
-    GET    /                                         viewer   303
+    GET    /                                         viewer   200
+    GET    /search                                   viewer   200
+    GET    /deals/board                              viewer   200
+    POST   /deals/{id}/stage                         agent    303
+    GET    /reports                                  viewer   200
+    GET    /reports/{id}                             viewer   200
     GET    /login                                    public   200  303
     POST   /login                                    public   303
     POST   /logout                                   viewer   303
@@ -131,7 +136,50 @@ const TABLE: &str = "
     POST   /admin/teams/delete                       admin    200
     POST   /admin/settings                           admin    200
     POST   /admin/tokens/revoke                      admin    200
+    GET    /contacts                                 viewer   200
+    POST   /contacts                                 agent    303
+    GET    /contacts/new                             agent    200
+    GET    /contacts/{id}                            viewer   200
+    POST   /contacts/{id}                            agent    303
+    GET    /contacts/{id}/edit                       agent    200
+    POST   /contacts/{id}/delete                     agent    303
+    GET    /companies                                viewer   200
+    POST   /companies                                agent    303
+    GET    /companies/new                            agent    200
+    GET    /companies/{id}                           viewer   200
+    POST   /companies/{id}                           agent    303
+    GET    /companies/{id}/edit                      agent    200
+    POST   /companies/{id}/delete                    agent    303
+    GET    /deals                                    viewer   200
+    POST   /deals                                    agent    303
+    GET    /deals/new                                agent    200
+    GET    /deals/{id}                               viewer   200
+    POST   /deals/{id}                               agent    303
+    GET    /deals/{id}/edit                          agent    200
+    POST   /deals/{id}/delete                        agent    303
+    GET    /tickets                                  viewer   200
+    POST   /tickets                                  agent    303
+    GET    /tickets/new                              agent    200
+    GET    /tickets/{id}                             viewer   200
+    POST   /tickets/{id}                             agent    303
+    GET    /tickets/{id}/edit                        agent    200
+    POST   /tickets/{id}/delete                      agent    303
+    GET    /tasks                                    viewer   200
+    POST   /tasks                                    agent    303
+    GET    /tasks/new                                agent    200
+    GET    /tasks/{id}                               viewer   200
+    POST   /tasks/{id}                               agent    303
+    GET    /tasks/{id}/edit                          agent    200
+    POST   /tasks/{id}/delete                        agent    303
+    GET    /interactions                             viewer   200
+    POST   /interactions                             agent    303
+    GET    /interactions/new                         agent    200
+    GET    /interactions/{id}                        viewer   200
+    POST   /interactions/{id}                        agent    303
+    GET    /interactions/{id}/edit                   agent    200
+    POST   /interactions/{id}/delete                 agent    303
     GET    /assets/kith.css                          public   200
+    GET    /assets/kith.js                           public   200
     GET    /assets/favicon.svg                       public   200
 ";
 
@@ -934,6 +982,8 @@ enum Payload {
     None,
     Json(Value),
     Form(Vec<(&'static str, String)>),
+    /// A form whose field names are not known in advance.
+    Pairs(Vec<(String, String)>),
     /// A plugin upload: manifest, wasm, grant.
     Upload(String, Vec<u8>, String),
 }
@@ -994,6 +1044,7 @@ impl Web {
             Payload::None => request,
             Payload::Json(v) => request.json(&v),
             Payload::Form(pairs) => request.form(&pairs),
+            Payload::Pairs(pairs) => request.form(&pairs),
             Payload::Upload(manifest, wasm, grant) => request.multipart(
                 Form::new()
                     .part(
@@ -1175,7 +1226,7 @@ impl<'a> Matrix<'a> {
 
     /// `path` with its parameters replaced by things that exist.
     fn concrete(&self, path: &str) -> String {
-        if let Some((kind, _)) = record_route(path) {
+        if let Some((kind, _)) = record_route(path).or_else(|| page_record_route(path)) {
             return path.replace("{id}", &self.records[kind]);
         }
         let id = if path.starts_with("/api/v1/plugins/") {
@@ -1184,7 +1235,7 @@ impl<'a> Matrix<'a> {
             &self.target_user
         } else if path.starts_with("/api/v1/tokens/") {
             &self.some_token
-        } else if path.starts_with("/api/v1/reports/") {
+        } else if path.starts_with("/api/v1/reports/") || path.starts_with("/reports/") {
             "pipeline"
         } else {
             "none"
@@ -1231,6 +1282,37 @@ impl<'a> Matrix<'a> {
                     body["owner"] = owner;
                     let id = s.create_id(kind, body).await;
                     call.path = format!("/api/v1/{kind}/{id}");
+                }
+                ("GET", _) => {}
+                other => panic!("no recipe for {other:?} on {path}"),
+            }
+            return call;
+        }
+        if let Some((kind, rest)) = page_record_route(path) {
+            // The record pages post forms with the same fields the API takes as JSON.
+            match (rule.method.as_str(), rest) {
+                ("POST", "") => {
+                    call.body = form_of(&new_record(kind, &self.records["contacts"]), &csrf);
+                    if let Payload::Pairs(pairs) = &mut call.body {
+                        pairs.push(("back".to_owned(), format!("/{kind}")));
+                    }
+                    call.location = Some(format!("/{kind}"));
+                }
+                ("POST", "/{id}") => {
+                    call.body = form_of(&patch_body(kind), &csrf);
+                    call.location = Some(call.path.clone());
+                }
+                ("POST", "/{id}/delete") => {
+                    let mut body = new_record(kind, &self.records["contacts"]);
+                    body["owner"] = owner;
+                    let id = s.create_id(kind, body).await;
+                    call.path = format!("/{kind}/{id}/delete");
+                    call.body = form_of(&json!({}), &csrf);
+                    call.location = Some(format!("/{kind}"));
+                }
+                ("POST", "/{id}/stage") => {
+                    call.body = form_of(&json!({"stage": "qualified"}), &csrf);
+                    call.location = Some("/deals/board?pipeline=default".to_owned());
                 }
                 ("GET", _) => {}
                 other => panic!("no recipe for {other:?} on {path}"),
@@ -1334,7 +1416,6 @@ impl<'a> Matrix<'a> {
             ("PUT", "/api/v1/settings") => {
                 call.body = Payload::Json(json!({"agent_scope": "all"}));
             }
-            ("GET", "/") => call.location = Some("/account".to_owned()),
             ("GET", "/login") => call.location = Some("/".to_owned()),
             ("POST", "/login") => {
                 // A visitor signs in as the viewer; a signed-in caller signs in again from a
@@ -1477,6 +1558,32 @@ fn record_route(path: &str) -> Option<(&'static str, &str)> {
         let tail = rest.strip_prefix(kind)?;
         (tail.is_empty() || tail.starts_with('/')).then_some((kind, tail))
     })
+}
+
+/// The kind and the rest of a record page's path (`/contacts/{id}/edit`); not the board,
+/// which is a page of its own.
+fn page_record_route(path: &str) -> Option<(&'static str, &str)> {
+    if path == "/deals/board" {
+        return None;
+    }
+    let rest = path.strip_prefix('/')?;
+    KINDS.into_iter().find_map(|kind| {
+        let tail = rest.strip_prefix(kind)?;
+        (tail.is_empty() || tail.starts_with('/')).then_some((kind, tail))
+    })
+}
+
+/// A JSON body as the form a page would post, with the CSRF token.
+fn form_of(body: &Value, csrf: &str) -> Payload {
+    let mut pairs = vec![("csrf".to_owned(), csrf.to_owned())];
+    for (k, v) in body.as_object().into_iter().flatten() {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        pairs.push((k.clone(), text));
+    }
+    Payload::Pairs(pairs)
 }
 
 /// Creates a user with a password, an API token, and (when `browser`) a signed-in session.

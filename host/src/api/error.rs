@@ -104,6 +104,11 @@ impl ApiError {
         self.status
     }
 
+    /// The field the error is about, when it is about one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
     /// The message the client sees.
     pub fn message(&self) -> &str {
         &self.message

@@ -30,7 +30,7 @@ pub(super) fn routes() -> Routes {
 }
 
 /// Every report a client can run, built-in ones first.
-fn definitions(state: &AppState) -> Vec<ReportDef> {
+pub(crate) fn definitions(state: &AppState) -> Vec<ReportDef> {
     let mut defs = state.reports.definitions();
     defs.extend(state.plugins.report_defs());
     defs
@@ -67,6 +67,32 @@ async fn run(
             .with_field("format"));
         }
     };
+    let table = run_report(&state, &caller, &id, params).await?;
+    Ok(match format {
+        Format::Json => json_response(&id, table)?,
+        Format::Csv => (
+            [
+                (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.csv\"", file_name(&id)),
+                ),
+            ],
+            to_csv(&table),
+        )
+            .into_response(),
+    })
+}
+
+/// Runs report `id` with `params` for `caller`: a plugin's (`<plugin>.<report>`) in the
+/// plugin on the blocking pool, a built-in one from the report engine's projections.
+pub(crate) async fn run_report(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    params: BTreeMap<String, String>,
+) -> Result<ReportTable, ApiError> {
+    let id = id.to_owned();
     let table = if id.contains('.') {
         // A plugin's report: `<plugin>.<report>`, run in the plugin on the blocking pool.
         let plugins = state.plugins.clone();
@@ -87,20 +113,7 @@ async fn run(
         })
         .await?
     };
-    Ok(match format {
-        Format::Json => json_response(&id, table)?,
-        Format::Csv => (
-            [
-                (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (
-                    CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{}.csv\"", file_name(&id)),
-                ),
-            ],
-            to_csv(&table),
-        )
-            .into_response(),
-    })
+    Ok(table)
 }
 
 /// A plugin report's failure: unknown reports are 404 and bad parameters 400 as for

@@ -21,11 +21,20 @@ use crate::api::{ApiError, AppState, expiry_in_days, issue_token, submit, write}
 const LOGIN_CSRF_COOKIE: &str = "kith_login_csrf";
 
 mod admin;
+mod board;
+mod charts;
+mod dashboard;
+mod fields;
+mod records;
+mod reports;
 
 pub(crate) fn routes() -> Routes {
     use Method as M;
     admin::routes()
-        .route("/", &[(M::GET, Need::Viewer)], get(home))
+        .merge(records::routes())
+        .merge(board::routes())
+        .merge(dashboard::routes())
+        .merge(reports::routes())
         .route(
             "/login",
             &[(M::GET, Need::Public), (M::POST, Need::Public)],
@@ -53,6 +62,7 @@ pub(crate) fn routes() -> Routes {
             &[(M::GET, Need::Public)],
             get(stylesheet),
         )
+        .route("/assets/kith.js", &[(M::GET, Need::Public)], get(script))
         .route(
             "/assets/favicon.svg",
             &[(M::GET, Need::Public)],
@@ -69,7 +79,7 @@ pub(crate) fn to_sign_in(from: &Uri) -> Response {
     Redirect::to(&target).into_response()
 }
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -100,26 +110,38 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                 title { (title) " · Kith" }
                 link rel="stylesheet" href="/assets/kith.css";
                 link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
+                script src="/assets/kith.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "Kith" }
                     @if let Some(c) = caller {
-                        nav aria-label="Main" {
+                        form.top-search method="get" action="/search" role="search" {
+                            label.sr for="search" { "Search contacts, companies, deals and tickets" }
+                            input #search type="search" name="q" placeholder="Search (press /)" autocomplete="off";
+                        }
+                        nav.main aria-label="Main" {
+                            @for kind in records::PAGE_KINDS.into_iter().take(5) {
+                                a href=(format!("/{}", kind.plural())) aria-current=[(title == records::title(kind)).then_some("page")] { (records::title(kind)) }
+                            }
+                            a href="/reports" { "Reports" }
                             @if c.role() == kith_core::Role::Admin {
                                 a href="/admin/users" { "People" }
                             }
+                        }
+                        nav.account aria-label="Account" {
                             a href="/account" { (c.user.name) " (" (c.user.role) ")" }
                             @if let Some(csrf) = c.csrf() {
                                 form.inline method="post" action="/logout" {
                                     input type="hidden" name="csrf" value=(csrf);
-                                    button type="submit" { "Sign out" }
+                                    button.link type="submit" { "Sign out" }
                                 }
                             }
                         }
                     }
                 }
-                main { (body) }
+                main #main tabindex="-1" { (body) }
             }
         }
     }
@@ -141,11 +163,6 @@ fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-}
-
-async fn home() -> Redirect {
-    // The dashboard comes with the web UI; until then the account page is home.
-    Redirect::to("/account")
 }
 
 #[derive(Deserialize)]
@@ -348,10 +365,7 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let expected = req
-            .extensions()
-            .get::<Caller>()
-            .and_then(|c| c.csrf().map(str::to_owned));
+        let expected = session_csrf(&req);
         let axum::Form(f) = axum::Form::<WithCsrf<T>>::from_request(req, state)
             .await
             .map_err(|e| {
@@ -361,13 +375,57 @@ where
                 )
                 .into_response()
             })?;
-        match expected {
-            Some(token) if account::same_secret(&f.csrf, &token) => Ok(CsrfForm(f.rest)),
-            _ => Err(ApiError::csrf(
-                "the form's CSRF token does not match your session; reload the page and try again",
+        check_csrf(expected.as_deref(), &f.csrf).map_err(IntoResponse::into_response)?;
+        Ok(CsrfForm(f.rest))
+    }
+}
+
+/// The CSRF token of the session a request came with.
+fn session_csrf(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<Caller>()
+        .and_then(|c| c.csrf().map(str::to_owned))
+}
+
+/// Refuses a form whose token is not the session's.
+fn check_csrf(expected: Option<&str>, sent: &str) -> Result<(), ApiError> {
+    match expected {
+        Some(token) if account::same_secret(sent, token) => Ok(()),
+        _ => Err(ApiError::csrf(
+            "the form's CSRF token does not match your session; reload the page and try again",
+        )),
+    }
+}
+
+/// A form read as its (name, value) pairs (record forms, whose fields depend on the
+/// kind's custom fields), after its `csrf` pair matched the session's token.
+pub(crate) struct CsrfPosted(pub fields::Posted);
+
+impl<S: Send + Sync> FromRequest<S> for CsrfPosted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let expected = session_csrf(&req);
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(ApiError::bad_request(
+                "bad_form",
+                "expected a form (application/x-www-form-urlencoded)",
             )
-            .into_response()),
+            .into_response());
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+        let mut pairs: fields::Posted = url::form_urlencoded::parse(&bytes).into_owned().collect();
+        let sent = fields::posted(&pairs, "csrf").unwrap_or("").to_owned();
+        check_csrf(expected.as_deref(), &sent).map_err(IntoResponse::into_response)?;
+        pairs.retain(|(k, _)| k != "csrf");
+        Ok(CsrfPosted(pairs))
     }
 }
 
@@ -612,6 +670,18 @@ async fn favicon() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=86400"),
         ],
         include_str!("favicon.svg"),
+    )
+}
+
+/// The one script: `/` focuses search, drag and drop on the pipeline board, confirmation
+/// before deleting. Pages work without it.
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("kith.js"),
     )
 }
 
