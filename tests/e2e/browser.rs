@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::support::{TestServer, client_with, send};
 
 /// The key W3C WebDriver answers an element reference under.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+pub(crate) const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Where the browser and its driver are, if this machine has them.
 fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
@@ -42,7 +42,7 @@ fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
 
 /// The browser and driver, or `None` after saying loudly that the browser tests are skipped
 /// (a failure instead when `KITH_BROWSER_TESTS=required`).
-fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
     let found = browser_binaries();
     if found.is_none() {
         let required = std::env::var("KITH_BROWSER_TESTS").is_ok_and(|v| v == "required");
@@ -64,13 +64,13 @@ fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// A chromedriver process on a free loopback port, stopped on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
 
 impl Driver {
-    async fn start(driver: &PathBuf) -> Driver {
+    pub(crate) async fn start(driver: &PathBuf) -> Driver {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -107,13 +107,13 @@ impl Drop for Driver {
 }
 
 /// One browser window.
-struct Browser {
+pub(crate) struct Browser {
     http: Client,
     session: String,
 }
 
 impl Browser {
-    async fn open(driver: &Driver, chromium: &PathBuf) -> Browser {
+    pub(crate) async fn open(driver: &Driver, chromium: &PathBuf) -> Browser {
         let http = Client::new();
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
@@ -142,14 +142,14 @@ impl Browser {
     }
 
     /// A WebDriver command; its `value`, panicking with the driver's error.
-    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         self.try_cmd(method.clone(), path, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// A WebDriver command; its `value`, or the driver's error.
-    async fn try_cmd(
+    pub(crate) async fn try_cmd(
         &self,
         method: Method,
         path: &str,
@@ -176,7 +176,7 @@ impl Browser {
 
     /// Waits (up to 10 s) until the address satisfies `done`, as a submitted form's answer
     /// may still be loading when the click returns.
-    async fn wait_url(&self, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_url(&self, done: impl Fn(&str) -> bool) -> String {
         for _ in 0..100 {
             let url = self.url().await;
             if done(&url) {
@@ -187,12 +187,12 @@ impl Browser {
         panic!("the browser stayed at {}", self.url().await)
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.cmd(Method::POST, "/url", Some(json!({ "url": url })))
             .await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.cmd(Method::GET, "/url", None)
             .await
             .as_str()
@@ -201,7 +201,7 @@ impl Browser {
     }
 
     /// The first element `css` selects, waiting up to 10 s for it to appear.
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let query = json!({ "using": "css selector", "value": css });
         let mut last = Value::Null;
         for _ in 0..100 {
@@ -217,7 +217,7 @@ impl Browser {
         panic!("no element {css}: {last}")
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.cmd(
             Method::POST,
@@ -227,7 +227,7 @@ impl Browser {
         .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.cmd(
             Method::POST,
@@ -237,7 +237,7 @@ impl Browser {
         .await;
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
         self.cmd(Method::GET, &format!("/element/{e}/text"), None)
             .await
@@ -248,7 +248,7 @@ impl Browser {
 
     /// Runs a script in the page (WebDriver's own channel, which the page's CSP does not
     /// govern) and returns what it returns.
-    async fn run(&self, script: &str) -> Value {
+    pub(crate) async fn run(&self, script: &str) -> Value {
         self.cmd(
             Method::POST,
             "/execute/sync",
@@ -257,7 +257,7 @@ impl Browser {
         .await
     }
 
-    async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.cmd(
             Method::POST,
             "/window/rect",
@@ -267,7 +267,7 @@ impl Browser {
     }
 
     /// Saves a screenshot as `target/screenshots/<name>.png`.
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         use base64::Engine;
         let png = self.cmd(Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -279,14 +279,14 @@ impl Browser {
     }
 
     /// Whether the page is wider than the window (it scrolls sideways).
-    async fn scrolls_sideways(&self) -> bool {
+    pub(crate) async fn scrolls_sideways(&self) -> bool {
         self.run("return document.documentElement.scrollWidth > window.innerWidth;")
             .await
             .as_bool()
             .unwrap()
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
 }

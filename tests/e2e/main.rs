@@ -27,4 +27,5 @@ mod restart;
 mod sessions;
 mod support;
 mod timeline;
+mod ui;
 mod workflows;

@@ -207,9 +207,10 @@ fn view(
                     ol.cards {
                         @for d in &c.cards {
                             li.deal-card data-deal=(d.id().to_string()) {
+                                @if may_move { span.grip aria-hidden="true" title="Drag to another stage" { "⠿" } }
                                 a href=(format!("/deals/{}", d.id())) { (display_name(d)) }
                                 @if let (Some(Value::Number(a)), Some(Value::Text(cur))) = (d.get("amount"), d.get("currency")) {
-                                    p.amount { (a) " " (cur) }
+                                    p.amount { (fields::money(a)) " " (cur) }
                                 }
                                 @if let Some(Value::Ref(company)) = d.get("company_id") {
                                     @if let Some(n) = names.get(&company) { p.muted { (n) } }

@@ -15,6 +15,7 @@ use kith_core::{AnyRecord, EntityKind, Filter, FilterOp, Query, SortKey, Timesta
 use maud::{Markup, html};
 
 use super::charts::{Shape, chart};
+use super::fields::money;
 use super::html_page;
 use super::records::{display_name, error_page};
 use crate::api::auth::{Caller, Need, Routes};
@@ -194,25 +195,6 @@ async fn dashboard(State(state): State<AppState>, caller: Caller) -> Response {
     }
 }
 
-/// An amount with thousands separated: `1,234,567.50`.
-fn money(d: Decimal) -> String {
-    let s = d.round_dp(2).to_string();
-    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
-    let (sign, digits) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if frac.is_empty() {
-        format!("{sign}{out}")
-    } else {
-        format!("{sign}{out}.{frac:0<2}")
-    }
-}
-
 fn view(f: &Figures) -> Markup {
     let decided = f.won + f.lost;
     let labels: Vec<String> = f.new_contacts.iter().map(|(w, _)| w.clone()).collect();
@@ -284,19 +266,5 @@ fn view(f: &Figures) -> Markup {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::money;
-    use kith_core::money::Decimal;
-
-    #[test]
-    fn money_is_grouped_by_thousands() {
-        let d = |s: &str| s.parse::<Decimal>().unwrap_or_default();
-        assert_eq!(money(d("1234567.5")), "1,234,567.50");
-        assert_eq!(money(d("999")), "999");
-        assert_eq!(money(d("-1000")), "-1,000");
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use kith_core::money::Decimal;
 use kith_core::schema::{FieldInfo, ValueType};
 use kith_core::{AnyRecord, EntityKind, FieldDef, FieldType, Id, Input, Pipeline, Value};
 use maud::{Markup, html};
@@ -378,6 +379,10 @@ pub(crate) fn show(v: &Value, kind: Option<EntityKind>, names: &BTreeMap<Id, Str
                     (show(item, kind, names))
                 }
             }
+            // Owners and assignees are user ids; people read names.
+            Value::Text(t) if t.parse::<Id>().is_ok_and(|id| names.contains_key(&id)) => {
+                (t.parse::<Id>().ok().and_then(|id| names.get(&id)).map_or("", String::as_str))
+            }
             Value::Text(t) if t.starts_with("http://") || t.starts_with("https://") => {
                 a href=(t) rel="noopener noreferrer" { (t) }
             }
@@ -402,6 +407,25 @@ pub(crate) fn record_link(
     }
 }
 
+/// An amount with thousands separated: `1,234,567.50`.
+pub(crate) fn money(d: Decimal) -> String {
+    let s = d.round_dp(2).to_string();
+    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let (sign, digits) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if frac.is_empty() {
+        format!("{sign}{out}")
+    } else {
+        format!("{sign}{out}.{frac:0<2}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +438,14 @@ mod tests {
             required: false,
             help: None,
         }
+    }
+
+    #[test]
+    fn money_is_grouped_by_thousands() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap_or_default();
+        assert_eq!(money(d("1234567.5")), "1,234,567.50");
+        assert_eq!(money(d("999")), "999");
+        assert_eq!(money(d("-1000")), "-1,000");
     }
 
     #[test]

@@ -235,11 +235,21 @@ fn collect_ids(v: Option<Value>, kind: EntityKind, out: &mut BTreeSet<(EntityKin
     }
 }
 
-/// The names of the referenced records the caller may see (the others stay unnamed).
+/// The names of the referenced records the caller may see (the others stay unnamed), and
+/// of every user (owners and assignees are user ids).
 fn names(s: &Scoped, refs: &[(EntityKind, Id)]) -> BTreeMap<Id, String> {
-    refs.iter()
-        .filter_map(|(k, id)| s.get(*k, *id).ok().map(|r| (*id, r.summary())))
-        .collect()
+    let mut names: BTreeMap<Id, String> = s
+        .store()
+        .directory()
+        .users()
+        .iter()
+        .map(|u| (u.id, u.name.clone()))
+        .collect();
+    names.extend(
+        refs.iter()
+            .filter_map(|(k, id)| s.get(*k, *id).ok().map(|r| (*id, r.summary()))),
+    );
+    names
 }
 
 /// The kind a field of `kind` points at, built-in or custom.
