@@ -178,6 +178,18 @@ const TABLE: &str = "
     POST   /interactions/{id}                        agent    303
     GET    /interactions/{id}/edit                   agent    200
     POST   /interactions/{id}/delete                 agent    303
+    GET    /admin/plugins                            admin    200
+    POST   /admin/plugins/upload                     admin    200
+    POST   /admin/plugins/approve                    admin    303
+    GET    /admin/plugins/{id}                       admin    200
+    POST   /admin/plugins/{id}                       admin    200
+    POST   /admin/plugins/{id}/settings              admin    200
+    GET    /admin/fields                             admin    200
+    POST   /admin/fields                             admin    200
+    POST   /admin/fields/delete                      admin    200
+    GET    /admin/pipelines                          admin    200
+    POST   /admin/pipelines                          admin    303
+    POST   /admin/pipelines/{key}                    admin    303
     GET    /assets/kith.css                          public   200
     GET    /assets/kith.js                           public   200
     GET    /assets/favicon.svg                       public   200
@@ -986,6 +998,8 @@ enum Payload {
     Pairs(Vec<(String, String)>),
     /// A plugin upload: manifest, wasm, grant.
     Upload(String, Vec<u8>, String),
+    /// A plugin upload from the web page: CSRF token, manifest, wasm.
+    PageUpload(String, String, Vec<u8>),
 }
 
 /// An answer with what the checks need of it.
@@ -1053,6 +1067,15 @@ impl Web {
                     )
                     .part("wasm", Part::bytes(wasm).file_name("plugin.wasm"))
                     .text("grant", grant),
+            ),
+            Payload::PageUpload(csrf, manifest, wasm) => request.multipart(
+                Form::new()
+                    .text("csrf", csrf)
+                    .part(
+                        "manifest",
+                        Part::text(manifest).file_name("kith-plugin.toml"),
+                    )
+                    .part("wasm", Part::bytes(wasm).file_name("plugin.wasm")),
             ),
         };
         let response = request
@@ -1137,6 +1160,26 @@ impl Web {
             .await;
         assert_eq!(me.status, StatusCode::OK, "{}", me.excerpt());
         me.json()["csrf_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Uploads a plugin on the plugins page as a signed-in admin; the review page's HTML.
+    async fn page_upload(
+        &self,
+        session: &str,
+        csrf: &str,
+        manifest: String,
+        wasm: Vec<u8>,
+    ) -> String {
+        let review = self
+            .call(
+                Method::POST,
+                "/admin/plugins/upload",
+                &Auth::session(session),
+                Payload::PageUpload(csrf.to_owned(), manifest, wasm),
+            )
+            .await;
+        assert_eq!(review.status, StatusCode::OK, "{}", review.excerpt());
+        review.body
     }
 }
 
@@ -1229,7 +1272,7 @@ impl<'a> Matrix<'a> {
         if let Some((kind, _)) = record_route(path).or_else(|| page_record_route(path)) {
             return path.replace("{id}", &self.records[kind]);
         }
-        let id = if path.starts_with("/api/v1/plugins/") {
+        let id = if path.starts_with("/api/v1/plugins/") || path.starts_with("/admin/plugins/") {
             "lead-scoring"
         } else if path.starts_with("/api/v1/users/") || path.starts_with("/admin/users/") {
             &self.target_user
@@ -1333,14 +1376,7 @@ impl<'a> Matrix<'a> {
                 call.body = Payload::Json(json!({"name": format!("extra_{n}"), "type": "text"}));
             }
             ("DELETE", "/api/v1/fields/{kind}/{name}") => {
-                let name = format!("gone_{n}");
-                let (status, body) = s
-                    .post(
-                        "/api/v1/fields/contacts",
-                        &json!({"name": name, "type": "text"}),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::CREATED, "{body}");
+                let name = text_field(s, &format!("gone_{n}")).await;
                 call.path = format!("/api/v1/fields/contacts/{name}");
             }
             ("POST", "/api/v1/plugins") => {
@@ -1505,6 +1541,98 @@ impl<'a> Matrix<'a> {
             ("POST", "/admin/users/{id}/password") => {
                 call.body = Payload::Form(vec![("csrf", csrf)]);
             }
+            ("POST", "/admin/plugins/upload") => {
+                let (manifest, wasm) = plugin("win-loss");
+                call.body = Payload::PageUpload(csrf, manifest, wasm);
+            }
+            ("POST", "/admin/plugins/approve") => {
+                // Approving needs an upload by the same admin, waiting: made for this call.
+                let mut upload = "none".to_owned();
+                if let Some(m) = self.members.get(&who).filter(|_| who == Who::Admin) {
+                    if s.get("/api/v1/plugins/win-loss").await.0 == StatusCode::OK {
+                        assert_eq!(
+                            s.delete("/api/v1/plugins/win-loss").await.0,
+                            StatusCode::NO_CONTENT
+                        );
+                    }
+                    let (manifest, wasm) = plugin("win-loss");
+                    let review = self
+                        .web
+                        .page_upload(&m.session, &m.csrf, manifest, wasm)
+                        .await;
+                    upload = review
+                        .split("name=\"upload\" value=\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .expect("the review page names the upload")
+                        .to_owned();
+                }
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("upload", upload),
+                    ("grant", "read:deal".to_owned()),
+                ]);
+                call.location = Some("/admin/plugins/win-loss".to_owned());
+            }
+            ("POST", "/admin/plugins/{id}") => {
+                call.body = Payload::Form(vec![("csrf", csrf), ("do", "enable".to_owned())]);
+            }
+            ("POST", "/admin/plugins/{id}/settings") => {
+                call.body = Payload::Form(vec![("csrf", csrf), ("senior_points", "25".to_owned())]);
+            }
+            ("POST", "/admin/fields") => {
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("kind", "contacts".to_owned()),
+                    ("name", format!("paged_{n}")),
+                    ("type", "text".to_owned()),
+                ]);
+            }
+            ("POST", "/admin/fields/delete") => {
+                let name = text_field(s, &format!("gone_page_{n}")).await;
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("kind", "contacts".to_owned()),
+                    ("name", name),
+                ]);
+            }
+            ("POST", "/admin/pipelines") => {
+                call.body = Payload::Form(vec![
+                    ("csrf", csrf),
+                    ("key", format!("paged-{n}")),
+                    ("name", "Paged".to_owned()),
+                    ("stage_key", "open".to_owned()),
+                    ("stage_name", "Open".to_owned()),
+                    ("stage_probability", "50".to_owned()),
+                    ("stage_outcome", "open".to_owned()),
+                    ("stage_key", "won".to_owned()),
+                    ("stage_name", "Won".to_owned()),
+                    ("stage_probability", "100".to_owned()),
+                    ("stage_outcome", "won".to_owned()),
+                    ("stage_key", "lost".to_owned()),
+                    ("stage_name", "Lost".to_owned()),
+                    ("stage_probability", "0".to_owned()),
+                    ("stage_outcome", "lost".to_owned()),
+                ]);
+                call.location = Some("/admin/pipelines".to_owned());
+            }
+            ("POST", "/admin/pipelines/{key}") => {
+                let mut form = vec![("csrf", csrf), ("name", format!("Renewals {n}"))];
+                for (key, probability, outcome) in [
+                    ("due", "60", "open"),
+                    ("renewed", "100", "won"),
+                    ("churned", "0", "lost"),
+                ] {
+                    form.extend([
+                        ("stage_key", key.to_owned()),
+                        ("stage_name", key.to_owned()),
+                        ("stage_probability", probability.to_owned()),
+                        ("stage_outcome", outcome.to_owned()),
+                    ]);
+                }
+                call.body = Payload::Form(form);
+                call.location = Some("/admin/pipelines".to_owned());
+            }
             ("POST", "/admin/teams") => {
                 call.body = Payload::Form(vec![
                     ("csrf", csrf),
@@ -1558,6 +1686,18 @@ fn record_route(path: &str) -> Option<(&'static str, &str)> {
         let tail = rest.strip_prefix(kind)?;
         (tail.is_empty() || tail.starts_with('/')).then_some((kind, tail))
     })
+}
+
+/// Defines a text field `name` on contacts, for a call that removes it; its name.
+async fn text_field(s: &TestServer, name: &str) -> String {
+    let (status, body) = s
+        .post(
+            "/api/v1/fields/contacts",
+            &json!({"name": name, "type": "text"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    name.to_owned()
 }
 
 /// The kind and the rest of a record page's path (`/contacts/{id}/edit`); not the board,

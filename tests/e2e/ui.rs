@@ -200,6 +200,46 @@ async fn a_person_works_with_contacts_deals_and_reports_in_the_browser() {
     assert!(csv.as_str().unwrap().contains("format=csv"), "{csv}");
     b.screenshot("ui-report").await;
 
+    // A plugin installed through the upload page, its capabilities approved, adds its
+    // custom field to the deal form.
+    b.goto(&format!("{base}/admin/plugins/deal-fields")).await;
+    b.click("form.inline button.danger").await;
+    b.cmd(Method::POST, "/alert/accept", Some(json!({}))).await;
+    b.wait_url(|u| u.ends_with("/admin/plugins/deal-fields"))
+        .await;
+    b.goto(&format!("{base}/deals/new")).await;
+    assert!(!page_text(&b).await.contains("Next step"));
+    b.goto(&format!("{base}/admin/plugins")).await;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = root.join("plugins/deal-fields/kith-plugin.toml");
+    let wasm =
+        std::path::PathBuf::from(env!("KITH_TEST_PLUGINS")).join("kith_plugin_deal_fields.wasm");
+    b.type_into(
+        "#manifest",
+        &manifest.canonicalize().unwrap().display().to_string(),
+    )
+    .await;
+    b.type_into("#wasm", &wasm.display().to_string()).await;
+    b.screenshot("ui-plugins").await;
+    b.click("form[action='/admin/plugins/upload'] button").await;
+    b.wait_url(|u| u.ends_with("/admin/plugins/upload")).await;
+    let review = page_text(&b).await;
+    assert!(review.contains("Install Deal fields"), "{review}");
+    // Deal fields asks for nothing beyond its own hooks, and the page says so.
+    assert!(review.contains("reads no records"), "{review}");
+    b.screenshot("ui-plugin-review").await;
+    b.click("form[action='/admin/plugins/approve'] button")
+        .await;
+    b.wait_url(|u| u.ends_with("/admin/plugins/deal-fields"))
+        .await;
+    assert!(page_text(&b).await.contains("active"));
+    b.screenshot("ui-plugin").await;
+    b.goto(&format!("{base}/deals/new")).await;
+    let help = b
+        .text("#f-custom-next_step ~ small.help, .field:has(#f-custom-next_step) small.help")
+        .await;
+    assert!(help.contains("deal-fields"), "{help}");
+
     // On a phone nothing scrolls sideways (wide tables and the board scroll inside
     // themselves).
     b.resize(375, 800).await;
@@ -217,6 +257,11 @@ async fn a_person_works_with_contacts_deals_and_reports_in_the_browser() {
         "/reports",
         "/reports/pipeline",
         "/search?q=a",
+        "/admin/plugins",
+        "/admin/plugins/deal-fields",
+        "/admin/fields",
+        "/admin/pipelines",
+        "/admin/users",
     ] {
         b.goto(&format!("{base}{page}")).await;
         if b.scrolls_sideways().await {

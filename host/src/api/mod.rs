@@ -51,6 +51,8 @@ pub struct AppState {
     pub throttle: auth::SharedThrottle,
     /// Whether cookies get `Secure` (the server is reached over TLS, say through a proxy).
     pub secure_cookies: bool,
+    /// Plugin uploads waiting for an admin's approval on the web pages.
+    pub(crate) uploads: crate::web::Uploads,
     /// The least role of each route; filled in by [`app`].
     pub(crate) policy: Arc<auth::Policy>,
 }
@@ -64,6 +66,7 @@ impl AppState {
             reports,
             throttle: Arc::default(),
             secure_cookies,
+            uploads: Arc::default(),
             policy: Arc::default(),
         }
     }

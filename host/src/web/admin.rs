@@ -129,6 +129,7 @@ fn people_view(state: &AppState, caller: &Caller, status: StatusCode, n: &Notice
     };
     let scope = dir.settings().agent_scope;
     let body = html! {
+        (super::admin_nav("/admin/users"))
         section.card {
             h1 { "People" }
             (notices(n))

@@ -25,8 +25,12 @@ mod board;
 mod charts;
 mod dashboard;
 mod fields;
+mod plugins;
 mod records;
 mod reports;
+mod schema;
+
+pub(crate) use plugins::Uploads;
 
 pub(crate) fn routes() -> Routes {
     use Method as M;
@@ -35,6 +39,8 @@ pub(crate) fn routes() -> Routes {
         .merge(board::routes())
         .merge(dashboard::routes())
         .merge(reports::routes())
+        .merge(plugins::routes())
+        .merge(schema::routes())
         .route(
             "/login",
             &[(M::GET, Need::Public), (M::POST, Need::Public)],
@@ -127,7 +133,7 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                             }
                             a href="/reports" { "Reports" }
                             @if c.role() == kith_core::Role::Admin {
-                                a href="/admin/users" { "People" }
+                                a href="/admin/users" { "Admin" }
                             }
                         }
                         nav.account aria-label="Account" {
@@ -462,6 +468,8 @@ struct Notice {
     error: Option<String>,
     /// A secret to show this once (a new token or password).
     secret: Option<String>,
+    /// The form field the error is about, shown beside it.
+    field: Option<String>,
 }
 
 impl Notice {
@@ -476,6 +484,22 @@ impl Notice {
         Notice {
             error: Some(message.into()),
             ..Notice::default()
+        }
+    }
+}
+
+/// The links between the admin's pages, `current` marked.
+fn admin_nav(current: &str) -> Markup {
+    html! {
+        nav.views aria-label="Administration" {
+            @for (href, label) in [
+                ("/admin/users", "People and teams"),
+                ("/admin/plugins", "Plugins"),
+                ("/admin/fields", "Custom fields"),
+                ("/admin/pipelines", "Pipelines"),
+            ] {
+                a href=(href) aria-current=[(href == current).then_some("page")] { (label) }
+            }
         }
     }
 }
