@@ -190,7 +190,69 @@ impl NewFieldDef {
     }
 }
 
+/// A change to a custom field an admin defined: what people read and whether it must be
+/// filled in, and more options for a choice. Its name, type and target stay: stored values
+/// were checked against them. Options may be added, not removed, since records may hold them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldChanges {
+    /// A new label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// New help text (empty removes it).
+    #[serde(default)]
+    pub help: Option<String>,
+    /// Whether every record must have a value from now on.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// The full list of options: every current one, plus any new ones.
+    #[serde(default)]
+    pub options: Option<Vec<String>>,
+}
+
 impl FieldDef {
+    /// This definition with `changes` applied and checked as a new definition would be.
+    ///
+    /// Errors: the field belongs to a plugin (its plugin defines it), an option in use would
+    /// be dropped, or the result is not a valid definition.
+    pub fn changed(&self, changes: FieldChanges) -> Result<FieldDef, Error> {
+        if let Some(p) = &self.plugin {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "'{}' belongs to the plugin {p}; a new version of the plugin changes it",
+                    self.name
+                ),
+            ));
+        }
+        if let Some(new) = &changes.options
+            && let Some(gone) = self
+                .options
+                .iter()
+                .find(|o| !new.iter().any(|n| n.trim() == o.as_str()))
+        {
+            return Err(Error::invalid(
+                "options",
+                format!(
+                    "'{gone}' cannot be removed: records may hold it (options can only be added)"
+                ),
+            ));
+        }
+        let merged = NewFieldDef {
+            name: self.name.clone(),
+            label: Some(changes.label.unwrap_or_else(|| self.label.clone())),
+            field_type: self.field_type,
+            required: changes.required.unwrap_or(self.required),
+            options: changes.options.unwrap_or_else(|| self.options.clone()),
+            help: changes.help.or_else(|| self.help.clone()),
+            reference_kind: self.reference_kind,
+        };
+        let mut def = merged.into_def(self.kind, self.created_at)?;
+        def.plugin.clone_from(&self.plugin);
+        def.computed = self.computed;
+        Ok(def)
+    }
+
     /// Converts and checks an input value for this field. `Null` (or empty) clears the value.
     pub fn convert(&self, v: Value, db: &dyn Lookup) -> Result<Value, Error> {
         let field = format!("custom.{}", self.name);

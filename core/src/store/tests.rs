@@ -2881,3 +2881,78 @@ fn a_field_defined_in_a_batch_applies_to_the_rest_of_that_batch() {
         matches!(&results[0], Err(Error::UnknownField { field, .. }) if field == "custom.nickname")
     );
 }
+
+#[test]
+fn a_field_changes_its_label_and_gains_options_but_keeps_the_ones_in_use() {
+    let fx = Fixture::new();
+    let tier = NewFieldDef {
+        name: "tier".to_owned(),
+        label: None,
+        field_type: FieldType::Choice,
+        required: false,
+        options: vec!["gold".to_owned(), "silver".to_owned()],
+        help: None,
+        reference_kind: None,
+    };
+    fx.store
+        .execute(
+            Command::DefineField {
+                kind: Contact,
+                def: tier,
+            },
+            ACTOR,
+        )
+        .unwrap();
+    let change = |changes: crate::custom::FieldChanges| Command::ChangeField {
+        kind: Contact,
+        name: "tier".to_owned(),
+        changes,
+    };
+    let grown = crate::custom::FieldChanges {
+        label: Some("Customer tier".to_owned()),
+        options: Some(vec![
+            "gold".to_owned(),
+            "silver".to_owned(),
+            "bronze".to_owned(),
+        ]),
+        ..Default::default()
+    };
+    fx.store.execute(change(grown), ACTOR).unwrap();
+    let defs = fx.store.field_defs(Contact).unwrap();
+    assert_eq!(defs[0].label, "Customer tier");
+    assert_eq!(defs[0].options, ["gold", "silver", "bronze"]);
+    // The new option is usable at once.
+    fx.store
+        .execute(
+            Command::Create {
+                kind: Contact,
+                input: Input {
+                    fields: BTreeMap::from([("first_name".to_owned(), text("Ada"))]),
+                    custom: BTreeMap::from([("tier".to_owned(), text("bronze"))]),
+                },
+            },
+            ACTOR,
+        )
+        .unwrap();
+    // Dropping an option is refused, naming it, and changes nothing.
+    let shrunk = crate::custom::FieldChanges {
+        options: Some(vec!["gold".to_owned(), "bronze".to_owned()]),
+        ..Default::default()
+    };
+    let err = fx.store.execute(change(shrunk), ACTOR).unwrap_err();
+    assert!(
+        err.to_string().contains("'silver' cannot be removed"),
+        "{err}"
+    );
+    assert_eq!(fx.store.field_defs(Contact).unwrap()[0].options.len(), 3);
+    // An unknown field is not found.
+    let missing = Command::ChangeField {
+        kind: Company,
+        name: "tier".to_owned(),
+        changes: crate::custom::FieldChanges::default(),
+    };
+    assert!(matches!(
+        fx.store.execute(missing, ACTOR),
+        Err(Error::NoSuch { .. })
+    ));
+}

@@ -80,6 +80,15 @@ pub enum Command {
         /// The definition.
         def: NewFieldDef,
     },
+    /// Change a custom field an admin defined (label, help, required, more options).
+    ChangeField {
+        /// The kind it belongs to.
+        kind: EntityKind,
+        /// Its name.
+        name: String,
+        /// What changes.
+        changes: crate::custom::FieldChanges,
+    },
     /// Remove a custom field definition; stored values stay readable as plain data.
     DeleteField {
         /// The kind it belongs to.
@@ -336,6 +345,11 @@ impl<'t> Tables<'t> {
             Command::Delete { kind, id } => self.delete(kind, id, ctx).map(|()| Outcome::Deleted),
             Command::DefineField { kind, def } => self.define_field(kind, def, ctx.now),
             Command::DeleteField { kind, name } => self.delete_field(kind, &name),
+            Command::ChangeField {
+                kind,
+                name,
+                changes,
+            } => self.change_field(kind, &name, changes),
             Command::PutPipeline(p) => self.put_pipeline(p),
             Command::PutPlugin {
                 plugin,
@@ -769,6 +783,29 @@ impl<'t> Tables<'t> {
                 message: format!("{kind} already has a custom field '{}'", def.name),
             });
         }
+        let bytes = encode(&def)?;
+        self.fields
+            .insert((kind.name(), def.name.as_str()), bytes.as_slice())?;
+        Ok(Outcome::Field(def))
+    }
+
+    fn change_field(
+        &mut self,
+        kind: EntityKind,
+        name: &str,
+        changes: crate::custom::FieldChanges,
+    ) -> Result<Outcome, Error> {
+        let old: FieldDef = match self.fields.get((kind.name(), name))? {
+            Some(v) => decode(v.value(), || format!("custom field {kind}.{name}"))?,
+            None => {
+                return Err(Error::NoSuch {
+                    what: "custom field",
+                    name: format!("{kind}.{name}"),
+                });
+            }
+        };
+        let def = old.changed(changes)?;
+        self.defs.remove(&kind);
         let bytes = encode(&def)?;
         self.fields
             .insert((kind.name(), def.name.as_str()), bytes.as_slice())?;
