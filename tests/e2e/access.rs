@@ -79,6 +79,7 @@ const TABLE: &str = "
     PUT    /api/v1/pipelines/{key}                   admin    200
     GET    /api/v1/fields/{kind}                     viewer   200
     POST   /api/v1/fields/{kind}                     admin    201
+    PATCH  /api/v1/fields/{kind}/{name}              admin    200
     DELETE /api/v1/fields/{kind}/{name}              admin    204
     GET    /api/v1/reports                           viewer   200
     GET    /api/v1/reports/{id}                      viewer   200
@@ -186,6 +187,8 @@ const TABLE: &str = "
     POST   /admin/plugins/{id}/settings              admin    200
     GET    /admin/fields                             admin    200
     POST   /admin/fields                             admin    200
+    GET    /admin/fields/{kind}/{name}               admin    200
+    POST   /admin/fields/{kind}/{name}               admin    303
     POST   /admin/fields/delete                      admin    200
     GET    /admin/pipelines                          admin    200
     POST   /admin/pipelines                          admin    303
@@ -1375,6 +1378,11 @@ impl<'a> Matrix<'a> {
             ("POST", "/api/v1/fields/{kind}") => {
                 call.body = Payload::Json(json!({"name": format!("extra_{n}"), "type": "text"}));
             }
+            ("PATCH", "/api/v1/fields/{kind}/{name}") => {
+                let name = text_field(s, &format!("changed_{n}")).await;
+                call.path = format!("/api/v1/fields/contacts/{name}");
+                call.body = Payload::Json(json!({"label": "Changed"}));
+            }
             ("DELETE", "/api/v1/fields/{kind}/{name}") => {
                 let name = text_field(s, &format!("gone_{n}")).await;
                 call.path = format!("/api/v1/fields/contacts/{name}");
@@ -1542,7 +1550,12 @@ impl<'a> Matrix<'a> {
                 call.body = Payload::Form(vec![("csrf", csrf)]);
             }
             ("POST", "/admin/plugins/upload") => {
-                let (manifest, wasm) = plugin("win-loss");
+                let (manifest, mut wasm) = plugin("win-loss");
+                if who != Who::Admin {
+                    // Refused before the body is read: a large unread body can reset the
+                    // connection before the client reads the answer.
+                    wasm.truncate(16);
+                }
                 call.body = Payload::PageUpload(csrf, manifest, wasm);
             }
             ("POST", "/admin/plugins/approve") => {
@@ -1587,6 +1600,16 @@ impl<'a> Matrix<'a> {
                     ("name", format!("paged_{n}")),
                     ("type", "text".to_owned()),
                 ]);
+            }
+            ("GET", "/admin/fields/{kind}/{name}") => {
+                let name = text_field(s, &format!("shown_{n}")).await;
+                call.path = format!("/admin/fields/contacts/{name}");
+            }
+            ("POST", "/admin/fields/{kind}/{name}") => {
+                let name = text_field(s, &format!("paged_change_{n}")).await;
+                call.path = format!("/admin/fields/contacts/{name}");
+                call.body = Payload::Form(vec![("csrf", csrf), ("label", "Changed".to_owned())]);
+                call.location = Some("/admin/fields".to_owned());
             }
             ("POST", "/admin/fields/delete") => {
                 let name = text_field(s, &format!("gone_page_{n}")).await;

@@ -7,6 +7,7 @@ use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
+use kith_core::custom::FieldChanges;
 use kith_core::{Command, EntityKind, NewFieldDef, Outcome, Pipeline};
 use serde::Deserialize;
 use serde_json::{Map, Value as JsonValue, json};
@@ -41,8 +42,8 @@ pub(super) fn routes() -> Routes {
         )
         .route(
             "/api/v1/fields/{kind}/{name}",
-            &[(M::DELETE, Need::Admin)],
-            delete(delete_field),
+            &[(M::PATCH, Need::Admin), (M::DELETE, Need::Admin)],
+            delete(delete_field).patch(change_field),
         )
         // The raw log shows every record's changes, so it is for admins, like the audit log.
         .route("/api/v1/events", &[(M::GET, Need::Admin)], get(events))
@@ -201,6 +202,33 @@ async fn define_field(
         Outcome::Field(f) => Ok((StatusCode::CREATED, Json(f))),
         other => Err(ApiError::internal(&format!(
             "define field returned {other:?}"
+        ))),
+    }
+}
+
+async fn change_field(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((raw, name)): Path<(String, String)>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let kind = parse_kind(&raw)?;
+    let changes: FieldChanges = serde_json::from_value(JsonValue::Object(body)).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("not a field change: {e} (fields: label, help, required, options)"),
+        )
+    })?;
+    let cmd = Command::ChangeField {
+        kind,
+        name,
+        changes,
+    };
+    match write(&state.store, &caller, cmd).await? {
+        Outcome::Field(f) => Ok(Json(f)),
+        other => Err(ApiError::internal(&format!(
+            "change field returned {other:?}"
         ))),
     }
 }

@@ -295,6 +295,16 @@ pub fn document() -> Json {
     }));
     paths.insert("/api/v1/fields/{kind}/{name}".into(), json!({
         "parameters": [kind_param, { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+        "patch": { "tags": ["fields"], "summary": "Change a custom field an admin defined: label, help, required, more options (options in use cannot be removed; a plugin's fields belong to the plugin)",
+                   "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                       "type": "object", "additionalProperties": false,
+                       "properties": {
+                           "label": { "type": "string" },
+                           "help": { "type": "string" },
+                           "required": { "type": "boolean" },
+                           "options": { "type": "array", "items": { "type": "string" }, "description": "Every current option plus any new ones" },
+                       } } } } },
+                   "responses": with_errors(json!({ "200": { "description": "Changed" } })) },
         "delete": { "tags": ["fields"], "summary": "Remove a custom field definition (values stay as plain data)",
                     "responses": with_errors(json!({ "204": { "description": "Removed" } })) },
     }));
