@@ -1277,10 +1277,43 @@ async fn pages_escape_what_people_typed() {
         "{}",
         page.body
     );
-    for raw in ["<script", "<img"] {
+    // The only script tag is the page's own (`<script src=...>`).
+    for raw in ["<script>", "<img"] {
         assert!(
             !page.body.contains(raw),
             "'{raw}' unescaped in {}",
+            page.body
+        );
+    }
+
+    // A record's fields are escaped on its list, its page, its edit form and in search.
+    let (status, contact) = s
+        .post(
+            "/api/v1/contacts",
+            &json!({"first_name": "<script>alert(5)</script>", "last_name": "\"><img src=x>",
+                    "title": "<b>boss</b>"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    let id = contact["id"].as_str().unwrap();
+    for path in [
+        "/contacts".to_owned(),
+        format!("/contacts/{id}"),
+        format!("/contacts/{id}/edit"),
+        "/search?q=alert".to_owned(),
+    ] {
+        let page = b.get(&path, Some(&session)).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        for raw in ["<script>", "<img", "<b>"] {
+            assert!(
+                !page.body.contains(raw),
+                "'{raw}' unescaped in {path}: {}",
+                page.body
+            );
+        }
+        assert!(
+            page.body.contains("&lt;script&gt;alert(5)"),
+            "{path}: {}",
             page.body
         );
     }
@@ -1294,7 +1327,7 @@ async fn pages_escape_what_people_typed() {
         .get(&format!("/login?next={}", urlencode(back)), None)
         .await;
     for page in [&page, &form] {
-        for raw in ["<script", "\"><script"] {
+        for raw in ["<script>", "\"><script>"] {
             assert!(
                 !page.body.contains(raw),
                 "'{raw}' unescaped in {}",

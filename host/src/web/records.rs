@@ -484,6 +484,12 @@ fn list_view(ctx: &ListContext<'_>, l: &Listing, error: Option<&str>) -> Markup 
         }
     };
     let name_col = name_field(kind);
+    // Tasks are ticked off from the list, which is shown again afterwards.
+    let quick_done = kind == EntityKind::Task && caller.role() >= Role::Agent;
+    let here = match current_view {
+        Some(v) => format!("/{plural}?view={v}"),
+        None => format!("/{plural}?{raw}"),
+    };
     html! {
         div.page-head {
             h1 { (title(kind)) }
@@ -561,6 +567,7 @@ fn list_view(ctx: &ListContext<'_>, l: &Listing, error: Option<&str>) -> Markup 
                             @for c in &cols {
                                 th aria-sort=[sorted(c)] { a href=(sort_link(c)) { (column_label(c, &l.defs)) } }
                             }
+                            @if quick_done { th { span.sr { "Action" } } }
                         }
                     }
                     tbody {
@@ -570,6 +577,18 @@ fn list_view(ctx: &ListContext<'_>, l: &Listing, error: Option<&str>) -> Markup 
                                 @for c in &cols {
                                     td class=(cell_class(r, c, now)) {
                                         (fields::show(&r.get(c).unwrap_or(Value::Null), target_kind(c, &l.defs), &l.names))
+                                    }
+                                }
+                                @if quick_done {
+                                    td {
+                                        @if r.get("done") == Some(Value::Bool(false)) {
+                                            form.inline method="post" action=(format!("/tasks/{}", r.id())) {
+                                                input type="hidden" name="csrf" value=(caller.csrf().unwrap_or(""));
+                                                input type="hidden" name="done" value="true";
+                                                input type="hidden" name="back" value=(here);
+                                                button.small type="submit" aria-label=(format!("Mark {} done", display_name(r))) { "Done" }
+                                            }
+                                        }
                                     }
                                 }
                             }

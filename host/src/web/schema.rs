@@ -47,6 +47,11 @@ pub(super) fn routes() -> Routes {
             get(fields_page).post(define_field),
         )
         .route(
+            "/admin/fields/{kind}/{name}",
+            &[(M::GET, Need::Admin), (M::POST, Need::Admin)],
+            get(field_page).post(change_field),
+        )
+        .route(
             "/admin/fields/delete",
             &[(M::POST, Need::Admin)],
             post(delete_field),
@@ -108,6 +113,8 @@ fn fields_view(state: &AppState, caller: &Caller, status: StatusCode, n: &Notice
                                         td { @match &d.plugin { Some(p) => a href=(format!("/admin/plugins/{p}")) { "plugin " (p) }, None => "admin" } }
                                         td {
                                             @if d.plugin.is_none() {
+                                                a.button.secondary href=(format!("/admin/fields/{}/{}", kind.plural(), d.name)) aria-label=(format!("Edit {}", d.label)) { "Edit" }
+                                                " "
                                                 form.inline method="post" action="/admin/fields/delete" {
                                                     input type="hidden" name="csrf" value=(csrf);
                                                     input type="hidden" name="kind" value=(kind.plural());
@@ -238,6 +245,110 @@ fn after_fields(state: &AppState, caller: &Caller, result: Result<String, ApiErr
             let mut n = Notice::error(e.message());
             n.field = e.field().map(str::to_owned);
             fields_view(state, caller, e.status(), &n)
+        }
+    }
+}
+
+/// The form changing one field: label, help, required, options (added to, not removed).
+fn field_view(
+    caller: &Caller,
+    def: &kith_core::FieldDef,
+    status: StatusCode,
+    n: &Notice,
+) -> Response {
+    let kind = def.kind;
+    let choice = matches!(def.field_type, FieldType::Choice | FieldType::MultiChoice);
+    let bad = |f: &str| n.field.as_deref() == Some(f);
+    let body = html! {
+        p.muted { a href="/admin/fields" { "All custom fields" } }
+        section.card {
+            h1 { "Edit " (def.label) }
+            p.muted { (title(kind)) " · " code { (def.name) } " · " (type_name(def.field_type)) }
+            (notices(n))
+            form method="post" action=(format!("/admin/fields/{}/{}", kind.plural(), def.name)) {
+                input type="hidden" name="csrf" value=(caller.csrf().unwrap_or(""));
+                div.field.invalid[bad("label")] {
+                    label for="fe-label" { "Label" }
+                    input #fe-label type="text" name="label" value=(def.label) required;
+                }
+                label for="fe-help" { "Help" }
+                input #fe-help type="text" name="help" value=(def.help.as_deref().unwrap_or(""));
+                @if choice {
+                    div.field.invalid[bad("options")] {
+                        label for="fe-options" { "Options (comma-separated; add new ones, keep the old)" }
+                        input #fe-options type="text" name="options" value=(def.options.join(", ")) aria-invalid=[bad("options").then_some("true")];
+                        @if bad("options") { @if let Some(e) = &n.error { p.field-error { (e) } } }
+                    }
+                }
+                input type="hidden" name="required" value="false";
+                label.choice for="fe-required" { input #fe-required type="checkbox" name="required" value="true" checked[def.required]; "Required" }
+                div.actions {
+                    button type="submit" { "Save field" }
+                    a href="/admin/fields" { "Cancel" }
+                }
+            }
+        }
+    };
+    html_page(status, &format!("Edit {}", def.label), Some(caller), body)
+}
+
+/// A custom field by kind and name.
+fn field_def(state: &AppState, raw: &str, name: &str) -> Result<kith_core::FieldDef, ApiError> {
+    let kind = kind_of(raw)?;
+    state
+        .store
+        .field_defs(kind)?
+        .into_iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("{} has no custom field '{name}'", kind.plural()))
+        })
+}
+
+async fn field_page(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((raw, name)): Path<(String, String)>,
+) -> Response {
+    match field_def(&state, &raw, &name) {
+        Ok(def) => field_view(&caller, &def, StatusCode::OK, &Notice::default()),
+        Err(e) => super::records::error_page(&caller, &e),
+    }
+}
+
+async fn change_field(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((raw, name)): Path<(String, String)>,
+    CsrfPosted(form): CsrfPosted,
+) -> Response {
+    let def = match field_def(&state, &raw, &name) {
+        Ok(d) => d,
+        Err(e) => return super::records::error_page(&caller, &e),
+    };
+    let changes = kith_core::custom::FieldChanges {
+        label: posted(&form, "label").map(str::to_owned),
+        help: posted(&form, "help").map(str::to_owned),
+        required: posted(&form, "required").map(|r| r == "true"),
+        options: posted(&form, "options").map(|o| {
+            o.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+    };
+    let cmd = Command::ChangeField {
+        kind: def.kind,
+        name,
+        changes,
+    };
+    match write(&state.store, &caller, cmd).await {
+        Ok(_) => Redirect::to("/admin/fields").into_response(),
+        Err(e) => {
+            let mut n = Notice::error(e.message());
+            n.field = e.field().map(str::to_owned);
+            field_view(&caller, &def, e.status(), &n)
         }
     }
 }
