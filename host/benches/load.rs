@@ -8,8 +8,6 @@
 
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,89 +19,20 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+mod common;
+use common::Server;
+
 const CLIENTS: usize = 64;
 
 /// The API token every request sends (made with `kith token create` before each start).
 static TOKEN: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
 
-/// Runs the `kith` binary with `args`; its standard output.
-fn kith(args: &[&str], data: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .expect("run the kith binary");
-    assert!(
-        out.status.success(),
-        "kith {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(max_batch: usize) -> Server {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        kith(
-            &[
-                "user",
-                "add",
-                "--email",
-                "bench@example.com",
-                "--role",
-                "admin",
-            ],
-            dir.path(),
-        );
-        let printed = kith(
-            &["token", "create", "--email", "bench@example.com"],
-            dir.path(),
-        );
-        let token = printed.lines().next().expect("the token").trim().to_owned();
-        *TOKEN.write().unwrap_or_else(|p| p.into_inner()) = format!("Bearer {token}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(dir.path())
-            .env("KITH_MAX_BATCH", max_batch.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the kith binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server printed its address")
-                .expect("stdout");
-            if let Some(rest) = line.strip_prefix("Kith is serving http://") {
-                break rest.split_whitespace().next().expect("address").to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SIGTERM would be gentler, but the data directory is thrown away anyway.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the server with group commit taking at most `max_batch` writes per transaction,
+/// and makes its token the one every request sends.
+fn start(max_batch: usize) -> Server {
+    let server = Server::start(&[], &[("KITH_MAX_BATCH", max_batch.to_string())]);
+    *TOKEN.write().unwrap_or_else(|p| p.into_inner()) = format!("Bearer {}", server.token);
+    server
 }
 
 async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
@@ -284,7 +213,7 @@ fn main() {
         "kith load benchmark: {CLIENTS} clients, {secs} s per phase, release server on a temporary directory"
     );
     rt.block_on(async {
-        let server = Server::start(1024);
+        let server = start(1024);
         let addr = server.addr.clone();
         let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
         let creates = create_phase(&addr, secs, "gc", "create (group commit)", Some(ids.clone())).await;
@@ -347,7 +276,7 @@ fn main() {
         anon.print();
         drop(server);
 
-        let server = Server::start(1);
+        let server = start(1);
         let single = create_phase(&server.addr.clone(), secs, "tx", "create (one transaction per request)", None).await;
         single.print();
         drop(server);

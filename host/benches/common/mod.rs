@@ -1,0 +1,92 @@
+//! What the server benchmarks share: starting the release `kith` binary on a temporary data
+//! directory with an admin's API token made by `kith user add` and `kith token create`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Runs the `kith` binary with `args` on `data`; its standard output.
+pub fn kith(args: &[&str], data: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run the kith binary");
+    assert!(
+        out.status.success(),
+        "kith {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running server, stopped on drop.
+pub struct Server {
+    child: Child,
+    /// `host:port`.
+    pub addr: String,
+    /// An admin's API token (the secret alone).
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `kith serve` with `extra` arguments and `env` on a new temporary directory.
+    pub fn start(extra: &[&str], env: &[(&str, String)]) -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        kith(
+            &[
+                "user",
+                "add",
+                "--email",
+                "bench@example.com",
+                "--role",
+                "admin",
+            ],
+            dir.path(),
+        );
+        let printed = kith(
+            &["token", "create", "--email", "bench@example.com"],
+            dir.path(),
+        );
+        let token = printed.lines().next().expect("the token").trim().to_owned();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data")
+            .arg(dir.path())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the kith binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address")
+                .expect("stdout");
+            if let Some(rest) = line.strip_prefix("Kith is serving http://") {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            token,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM would be gentler, but the data directory is thrown away anyway.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
