@@ -574,6 +574,59 @@ async fn an_agent_sees_only_own_and_team_records_when_the_setting_says_so() {
         );
     }
 
+    // The web pages apply the same rule: a hidden record's page is not found, and no page
+    // (lists, search, the board, a visible record's related records and timeline, the
+    // dashboard's recent activity) links to a hidden record.
+    for (kind, id) in west.all() {
+        for suffix in ["", "/edit"] {
+            let (status, _) = east
+                .send(Method::GET, &format!("/{kind}/{id}{suffix}"), None)
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "page /{kind}/{id}{suffix}");
+        }
+    }
+    let hidden: Vec<String> = west
+        .all()
+        .into_iter()
+        .chain(boss.all())
+        .map(|(_, id)| id)
+        .chain([
+            hidden_interaction.clone(),
+            hidden_task.clone(),
+            hidden_deal.clone(),
+            hidden_ticket.clone(),
+        ])
+        .collect();
+    for page in [
+        format!("/contacts/{}", mine.contact),
+        format!("/companies/{}", mine.company),
+        "/".to_owned(),
+        "/search?q=zephyr".to_owned(),
+        "/deals/board".to_owned(),
+    ]
+    .into_iter()
+    .chain(KINDS.iter().map(|k| format!("/{k}?q=zephyr")))
+    {
+        let (status, body) = east.send(Method::GET, &page, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}: {body}");
+        let html = body.as_str().unwrap_or_default();
+        for id in &hidden {
+            assert!(
+                !html.contains(id.as_str()),
+                "{page} shows hidden record {id}"
+            );
+        }
+    }
+    let (_, my_page) = east
+        .send(Method::GET, &format!("/contacts/{}", mine.contact), None)
+        .await;
+    assert!(
+        my_page
+            .as_str()
+            .unwrap_or_default()
+            .contains(crossing.as_str())
+    );
+
     // A teammate's record is visible and editable but not the east agent's to delete.
     for (kind, id) in mate.all() {
         let r = east.delete(&format!("/api/v1/{kind}/{id}")).await;

@@ -113,7 +113,15 @@ async fn figures(state: &AppState, caller: &Caller, now: Timestamp) -> Result<Fi
     }
     let won = column(&win_rate, "won").map(whole).sum();
     let lost = column(&win_rate, "lost").map(whole).sum();
+    // Every week of the range has a bar, the quiet ones too (the report lists only weeks
+    // with contacts).
     let mut weeks: BTreeMap<String, f64> = BTreeMap::new();
+    let mut day = (now - chrono::Duration::weeks(WEEKS)).date_naive();
+    while day <= now.date_naive() {
+        let w = chrono::Datelike::iso_week(&day);
+        weeks.insert(format!("{:04}-W{:02}", w.year(), w.week()), 0.0);
+        day += chrono::Duration::weeks(1);
+    }
     for (period, n) in column(&contacts, "period").zip(column(&contacts, "contacts")) {
         *weeks.entry(period.to_string()).or_default() += whole(n) as f64;
     }
@@ -242,7 +250,7 @@ fn view(f: &Figures) -> Markup {
         }
         section.card aria-labelledby="new-contacts-h" {
             h2 #new-contacts-h { "New contacts per week" }
-            @if values.is_empty() {
+            @if !values.iter().any(|v| *v > 0.0) {
                 p.muted { "No contacts were added in the last " (WEEKS) " weeks." }
             } @else {
                 (chart("New contacts per week", Shape::Bars, &labels, &[("New contacts".to_owned(), values)]))
