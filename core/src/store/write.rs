@@ -789,21 +789,24 @@ impl<'t> Tables<'t> {
         Ok(Outcome::Field(def))
     }
 
+    /// The stored definition of custom field `name` of `kind`.
+    fn field_def(&self, kind: EntityKind, name: &str) -> Result<FieldDef, Error> {
+        match self.fields.get((kind.name(), name))? {
+            Some(v) => Ok(decode(v.value(), || format!("custom field {kind}.{name}"))?),
+            None => Err(Error::NoSuch {
+                what: "custom field",
+                name: format!("{kind}.{name}"),
+            }),
+        }
+    }
+
     fn change_field(
         &mut self,
         kind: EntityKind,
         name: &str,
         changes: crate::custom::FieldChanges,
     ) -> Result<Outcome, Error> {
-        let old: FieldDef = match self.fields.get((kind.name(), name))? {
-            Some(v) => decode(v.value(), || format!("custom field {kind}.{name}"))?,
-            None => {
-                return Err(Error::NoSuch {
-                    what: "custom field",
-                    name: format!("{kind}.{name}"),
-                });
-            }
-        };
+        let old = self.field_def(kind, name)?;
         let def = old.changed(changes)?;
         self.defs.remove(&kind);
         let bytes = encode(&def)?;
@@ -814,15 +817,7 @@ impl<'t> Tables<'t> {
 
     fn delete_field(&mut self, kind: EntityKind, name: &str) -> Result<Outcome, Error> {
         self.defs.remove(&kind);
-        let old: FieldDef = match self.fields.get((kind.name(), name))? {
-            Some(v) => decode(v.value(), || format!("custom field {kind}.{name}"))?,
-            None => {
-                return Err(Error::NoSuch {
-                    what: "custom field",
-                    name: format!("{kind}.{name}"),
-                });
-            }
-        };
+        let old = self.field_def(kind, name)?;
         if let Some(plugin) = old.plugin {
             return Err(Error::Conflict {
                 field: "name".to_owned(),

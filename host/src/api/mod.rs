@@ -32,7 +32,8 @@ pub(crate) use self::accounts::{
 };
 pub use self::auth::{Caller, Need, RouteInfo, route_table};
 pub use self::error::ApiError;
-pub(crate) use self::records::parse_query;
+pub(crate) use self::plugins::blocking as plugin_call;
+pub(crate) use self::records::{parse_id, parse_query};
 pub(crate) use self::reports::{definitions as report_definitions, run_report};
 
 /// The largest request body accepted, in bytes.

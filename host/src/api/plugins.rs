@@ -70,7 +70,7 @@ pub(super) fn routes() -> Routes {
 }
 
 /// Runs a registry operation on the blocking pool (they compile code and wait for commits).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     registry: &Registry,
     f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -53,7 +53,8 @@ pub(super) fn routes() -> Routes {
     routes
 }
 
-fn parse_id(kind: EntityKind, raw: &str) -> Result<Id, ApiError> {
+/// A record id from a path; anything but a UUID is a record that does not exist.
+pub(crate) fn parse_id(kind: EntityKind, raw: &str) -> Result<Id, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::not_found(format!("no {kind} with id '{raw}' (ids are UUIDs)")))
 }

@@ -23,7 +23,7 @@ use maud::{Markup, html};
 use super::fields::posted;
 use super::{CsrfPosted, Notice, check_csrf, html_page, notices};
 use crate::api::auth::{Caller, Need, Routes};
-use crate::api::{ApiError, AppState};
+use crate::api::{ApiError, AppState, plugin_call};
 use crate::plugin::manifest::{MAX_MANIFEST, Manifest};
 use crate::plugin::registry::{MAX_WASM, PluginView};
 use crate::plugin::{InstallMode, Registry, RegistryError};
@@ -75,8 +75,7 @@ async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let r = state.plugins.clone();
-    Ok(tokio::task::spawn_blocking(move || f(&r)).await??)
+    plugin_call(&state.plugins, f).await
 }
 
 /// What a capability lets a plugin do, in words.

@@ -23,7 +23,7 @@ use maud::{Markup, html};
 use super::fields::{self, Choices, FormField, Posted};
 use super::{CsrfPosted, html_page, local_path};
 use crate::api::auth::{Caller, Need, Routes};
-use crate::api::{ApiError, AppState, parse_query, read_as, write};
+use crate::api::{ApiError, AppState, parse_id, parse_query, read_as, write};
 
 /// The kinds with pages, in menu order.
 pub(crate) const PAGE_KINDS: [EntityKind; 6] = [
@@ -685,11 +685,6 @@ struct Detail {
     related: Vec<(&'static str, EntityKind, Vec<AnyRecord>)>,
     timeline: Vec<TimelineItem>,
     names: BTreeMap<Id, String>,
-}
-
-fn parse_id(kind: EntityKind, raw: &str) -> Result<Id, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("no {kind} with id '{raw}'")))
 }
 
 async fn load_detail(
