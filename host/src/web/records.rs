@@ -933,11 +933,13 @@ fn related_note(r: &AnyRecord) -> Markup {
     }
 }
 
-/// What a form needs besides the values: the fields, with options filled from the store.
+/// What a form needs besides the values: the fields, and with `choices` the records a
+/// reference field picks from (needed to show a form, not to read a posted one).
 async fn form_fields(
     state: &AppState,
     caller: &Caller,
     kind: EntityKind,
+    choices: bool,
 ) -> Result<Vec<FormField>, ApiError> {
     read_as(&state.store, caller, move |s| {
         let defs = s.store().field_defs(kind)?;
@@ -948,6 +950,9 @@ async fn form_fields(
             .filter_map(|f| fields::ref_kind(f.name))
             .collect();
         wanted.extend(defs.iter().filter_map(|d| d.reference_kind));
+        if !choices {
+            wanted.clear();
+        }
         let mut choices = Choices::new();
         for k in wanted {
             // Enough to pick from on a form; a longer list is searched on its own page.
@@ -1019,7 +1024,7 @@ async fn new_page(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    match form_fields(&state, &caller, kind).await {
+    match form_fields(&state, &caller, kind, true).await {
         Ok(f) => {
             // Links given in the URL (`/tasks/new?deal_id=...`) start filled in.
             let values: BTreeMap<String, String> =
@@ -1047,7 +1052,7 @@ async fn edit_page(
     let loaded = async {
         let id = parse_id(kind, &raw)?;
         let record = read_as(&state.store, &caller, move |s| s.get(kind, id)).await?;
-        let f = form_fields(&state, &caller, kind).await?;
+        let f = form_fields(&state, &caller, kind, true).await?;
         Ok::<_, ApiError>((record, f))
     }
     .await;
@@ -1077,14 +1082,18 @@ fn back(form: &Posted) -> Option<String> {
 }
 
 /// The form re-shown with what was typed and the error beside its field.
-fn refill(
+async fn refill(
+    state: &AppState,
     kind: EntityKind,
     caller: &Caller,
     id: Option<Id>,
-    f: &[FormField],
     form: &Posted,
     e: &ApiError,
 ) -> Response {
+    let f = match form_fields(state, caller, kind, true).await {
+        Ok(f) => f,
+        Err(e) => return error_page(caller, &e),
+    };
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in form {
         let slot = values.entry(k.clone()).or_default();
@@ -1096,7 +1105,7 @@ fn refill(
             slot.push_str(v);
         }
     }
-    let body = form_view(kind, caller, id, f, &values, Some(e));
+    let body = form_view(kind, caller, id, &f, &values, Some(e));
     html_page(
         e.status(),
         &format!(
@@ -1115,7 +1124,7 @@ async fn create(
     caller: Caller,
     CsrfPosted(form): CsrfPosted,
 ) -> Response {
-    let f = match form_fields(&state, &caller, kind).await {
+    let f = match form_fields(&state, &caller, kind, false).await {
         Ok(f) => f,
         Err(e) => return error_page(&caller, &e),
     };
@@ -1129,7 +1138,7 @@ async fn create(
             &caller,
             &ApiError::internal(&format!("create returned {other:?}")),
         ),
-        Err(e) => refill(kind, &caller, None, &f, &form, &e),
+        Err(e) => refill(&state, kind, &caller, None, &form, &e).await,
     }
 }
 
@@ -1144,7 +1153,7 @@ async fn update(
         Ok(id) => id,
         Err(e) => return error_page(&caller, &e),
     };
-    let f = match form_fields(&state, &caller, kind).await {
+    let f = match form_fields(&state, &caller, kind, false).await {
         Ok(f) => f,
         Err(e) => return error_page(&caller, &e),
     };
@@ -1155,7 +1164,7 @@ async fn update(
             Redirect::to(&to).into_response()
         }
         Err(e) if e.status() == StatusCode::NOT_FOUND => error_page(&caller, &e),
-        Err(e) => refill(kind, &caller, Some(id), &f, &form, &e),
+        Err(e) => refill(&state, kind, &caller, Some(id), &form, &e).await,
     }
 }
 
