@@ -1203,6 +1203,30 @@ impl AnyRecord {
         }
     }
 
+    /// The record's owner (a user id), the first half of its access rule.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            AnyRecord::Contact(r) => r.owner(),
+            AnyRecord::Company(r) => r.owner(),
+            AnyRecord::Deal(r) => r.owner(),
+            AnyRecord::Ticket(r) => r.owner(),
+            AnyRecord::Interaction(r) => r.owner(),
+            AnyRecord::Task(r) => r.owner(),
+        }
+    }
+
+    /// The record's team, the second half of its access rule.
+    pub fn team(&self) -> Option<&str> {
+        match self {
+            AnyRecord::Contact(r) => r.team(),
+            AnyRecord::Company(r) => r.team(),
+            AnyRecord::Deal(r) => r.team(),
+            AnyRecord::Ticket(r) => r.team(),
+            AnyRecord::Interaction(r) => r.team(),
+            AnyRecord::Task(r) => r.team(),
+        }
+    }
+
     /// The one-line description.
     pub fn summary(&self) -> String {
         match self {

@@ -1,9 +1,13 @@
 //! Load benchmark: starts the release `kith` server on a temporary directory and drives it
 //! over HTTP from 64 concurrent keep-alive clients. Phases: durable contact creates, GETs by
-//! id, list pages, and a no-op request (the machine's ceiling for any request). Then it restarts the server with group commit off (one transaction and one
-//! fsync per request) and runs the same create phase, printing the ratio.
+//! id (answered from the record cache), list pages, and a no-op request (the machine's
+//! ceiling for any request). Then it restarts the server with group commit off (one
+//! transaction and one fsync per request) and the record cache off, runs the same creates and
+//! the same GETs (each now a storage read), and prints the ratios.
 //!
-//! Run: `cargo bench -p kith-host --bench load` (optional: `KITH_BENCH_SECS=10`).
+//! Run: `cargo bench -p kith-host --bench load` (optional: `KITH_BENCH_SECS=10`, and
+//! `KITH_BENCH_ONLY=get` to run the creates that seed the ids and then only the named phases,
+//! comma-separated, out of `get,list,noop,anon,single,cold`: handy under a profiler).
 //! Not a test: it asserts nothing about speed; it prints figures.
 
 #![allow(missing_docs)]
@@ -29,8 +33,15 @@ static TOKEN: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
 
 /// Starts the server with group commit taking at most `max_batch` writes per transaction,
 /// and makes its token the one every request sends.
-fn start(max_batch: usize) -> Server {
-    let server = Server::start(&[], &[("KITH_MAX_BATCH", max_batch.to_string())]);
+/// With `cache_mib` 0 the record cache is off, so every GET by id reads storage.
+fn start(max_batch: usize, cache_mib: usize) -> Server {
+    let server = Server::start(
+        &[],
+        &[
+            ("KITH_MAX_BATCH", max_batch.to_string()),
+            ("KITH_RECORD_CACHE_MIB", cache_mib.to_string()),
+        ],
+    );
     *TOKEN.write().unwrap_or_else(|p| p.into_inner()) = format!("Bearer {}", server.token);
     server
 }
@@ -199,6 +210,36 @@ async fn create_phase(
     .await
 }
 
+/// GETs by id of `ids`, spread over them by a stride prime to their number.
+async fn get_phase(
+    addr: &str,
+    secs: f64,
+    name: &'static str,
+    ids: Arc<Vec<String>>,
+) -> PhaseResult {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let get_addr = addr.to_owned();
+    phase(name, addr, secs, move |mut s, _c, _n| {
+        let addr = get_addr.clone();
+        let ids = ids.clone();
+        let i = counter.fetch_add(7919, Ordering::Relaxed) % ids.len();
+        async move {
+            let path = format!("/api/v1/contacts/{}", ids[i]);
+            let (status, _) = call(&mut s, Method::GET, &addr, &path, None).await;
+            assert_eq!(status, StatusCode::OK);
+            s
+        }
+    })
+    .await
+}
+
+/// Whether `KITH_BENCH_ONLY` (unset: every phase) names `phase`.
+fn wants(phase: &str) -> bool {
+    std::env::var("KITH_BENCH_ONLY")
+        .map(|only| only.split(',').any(|p| p.trim() == phase))
+        .unwrap_or(true)
+}
+
 fn main() {
     let secs: f64 = std::env::var("KITH_BENCH_SECS")
         .ok()
@@ -213,92 +254,122 @@ fn main() {
         "kith load benchmark: {CLIENTS} clients, {secs} s per phase, release server on a temporary directory"
     );
     rt.block_on(async {
-        let server = start(1024);
+        let server = start(1024, 64);
         let addr = server.addr.clone();
         let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
         let creates = create_phase(&addr, secs, "gc", "create (group commit)", Some(ids.clone())).await;
         creates.print();
         let ids = Arc::new(ids.lock().expect("ids").clone());
-        let counter = Arc::new(AtomicUsize::new(0));
-        let get_addr = addr.clone();
-        let gets = phase("get by id", &addr, secs, move |mut s, _c, _n| {
-            let addr = get_addr.clone();
-            let ids = ids.clone();
-            let i = counter.fetch_add(7919, Ordering::Relaxed) % ids.len();
-            async move {
-                let path = format!("/api/v1/contacts/{}", ids[i]);
-                let (status, _) = call(&mut s, Method::GET, &addr, &path, None).await;
-                assert_eq!(status, StatusCode::OK);
-                s
-            }
-        })
-        .await;
-        gets.print();
+        let gets = if wants("get") {
+            Some(get_phase(&addr, secs, "get by id", ids).await)
+        } else {
+            None
+        };
+        gets.iter().for_each(PhaseResult::print);
         let list_addr = addr.clone();
-        let lists = phase("list page (50 contacts)", &addr, secs, move |mut s, c, n| {
-            let addr = list_addr.clone();
-            async move {
-                let filter = if (c + n) % 2 == 0 { "" } else { "&sort=created_at" };
-                let path = format!("/api/v1/contacts?limit=50{filter}");
-                let (status, _) = call(&mut s, Method::GET, &addr, &path, None).await;
-                assert_eq!(status, StatusCode::OK);
-                s
-            }
-        })
-        .await;
-        lists.print();
+        if wants("list") {
+            let lists = phase("list page (50 contacts)", &addr, secs, move |mut s, c, n| {
+                let addr = list_addr.clone();
+                async move {
+                    let filter = if (c + n) % 2 == 0 { "" } else { "&sort=created_at" };
+                    let path = format!("/api/v1/contacts?limit=50{filter}");
+                    let (status, _) = call(&mut s, Method::GET, &addr, &path, None).await;
+                    assert_eq!(status, StatusCode::OK);
+                    s
+                }
+            })
+            .await;
+            lists.print();
+        }
         // The ceiling of this machine for any request: routing and a small JSON error body,
         // no storage at all. Reads cannot beat it; it puts the figures above in proportion.
         let noop_addr = addr.clone();
-        let noop = phase("no-op request (404, no storage)", &addr, secs, move |mut s, _c, _n| {
-            let addr = noop_addr.clone();
-            async move {
-                let (status, _) = call(&mut s, Method::GET, &addr, "/api/v1/nothing", None).await;
-                assert_eq!(status, StatusCode::NOT_FOUND);
-                s
-            }
-        })
-        .await;
-        noop.print();
+        let noop = if wants("noop") {
+            Some(phase("no-op request (404, no storage)", &addr, secs, move |mut s, _c, _n| {
+                let addr = noop_addr.clone();
+                async move {
+                    let (status, _) = call(&mut s, Method::GET, &addr, "/api/v1/nothing", None).await;
+                    assert_eq!(status, StatusCode::NOT_FOUND);
+                    s
+                }
+            })
+            .await)
+        } else {
+            None
+        };
+        noop.iter().for_each(PhaseResult::print);
         // The same kind of answer (a small JSON body, no storage) without authentication: the
         // difference to the no-op above is what checking a token costs.
         let anon_addr = addr.clone();
-        let anon = phase("health, anonymous (no auth, no storage)", &addr, secs, move |mut s, _c, _n| {
-            let addr = anon_addr.clone();
-            async move {
-                let (status, _) =
-                    call_as(&mut s, Method::GET, &addr, "/api/v1/health", None, None).await;
-                assert_eq!(status, StatusCode::OK);
-                s
-            }
-        })
-        .await;
-        anon.print();
+        let anon = if wants("anon") {
+            Some(phase("health, anonymous (no auth, no storage)", &addr, secs, move |mut s, _c, _n| {
+                let addr = anon_addr.clone();
+                async move {
+                    let (status, _) =
+                        call_as(&mut s, Method::GET, &addr, "/api/v1/health", None, None).await;
+                    assert_eq!(status, StatusCode::OK);
+                    s
+                }
+            })
+            .await)
+        } else {
+            None
+        };
+        anon.iter().for_each(PhaseResult::print);
         drop(server);
 
-        let server = start(1);
-        let single = create_phase(&server.addr.clone(), secs, "tx", "create (one transaction per request)", None).await;
-        single.print();
-        drop(server);
+        // One transaction per request, and the record cache off: the same creates, then the
+        // same GETs each reading storage.
+        let (single, cold) = if wants("single") || wants("cold") {
+            let server = start(1, 0);
+            let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let single = create_phase(&server.addr.clone(), secs, "tx", "create (one transaction per request)", Some(ids.clone())).await;
+            single.print();
+            let ids = Arc::new(ids.lock().expect("ids").clone());
+            let cold = if wants("cold") {
+                let cold = get_phase(&server.addr, secs, "get by id (record cache off)", ids).await;
+                cold.print();
+                Some(cold)
+            } else {
+                None
+            };
+            (Some(single), cold)
+        } else {
+            (None, None)
+        };
 
         println!();
-        println!(
-            "group commit vs one transaction per request: {:.1}x the throughput ({:.0} vs {:.0} creates/s)",
-            creates.rate() / single.rate(),
-            creates.rate(),
-            single.rate()
-        );
-        println!(
-            "get by id runs at {:.0}% of the no-op request rate ({:.0} vs {:.0} /s)",
-            100.0 * gets.rate() / noop.rate(),
-            gets.rate(),
-            noop.rate()
-        );
-        println!(
-            "a token-checked no-op runs at {:.0}% of an anonymous one ({:.0} vs {:.0} /s)",
-            100.0 * noop.rate() / anon.rate(),
-            noop.rate(),
-            anon.rate()
-        );
+        if let Some(single) = single {
+            println!(
+                "group commit vs one transaction per request: {:.1}x the throughput ({:.0} vs {:.0} creates/s)",
+                creates.rate() / single.rate(),
+                creates.rate(),
+                single.rate()
+            );
+        }
+        if let (Some(gets), Some(noop)) = (&gets, &noop) {
+            println!(
+                "get by id runs at {:.0}% of the no-op request rate ({:.0} vs {:.0} /s)",
+                100.0 * gets.rate() / noop.rate(),
+                gets.rate(),
+                noop.rate()
+            );
+        }
+        if let (Some(gets), Some(cold)) = (&gets, &cold) {
+            println!(
+                "get by id from the record cache: {:.1}x the rate with the cache off ({:.0} vs {:.0} /s)",
+                gets.rate() / cold.rate(),
+                gets.rate(),
+                cold.rate()
+            );
+        }
+        if let (Some(noop), Some(anon)) = (&noop, &anon) {
+            println!(
+                "a token-checked no-op runs at {:.0}% of an anonymous one ({:.0} vs {:.0} /s)",
+                100.0 * noop.rate() / anon.rate(),
+                noop.rate(),
+                anon.rate()
+            );
+        }
     });
 }

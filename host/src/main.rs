@@ -38,6 +38,10 @@ enum Cmd {
         /// Most writes committed per transaction; 1 turns group commit off (for benchmarks).
         #[arg(long, env = "KITH_MAX_BATCH", default_value_t = 1024, hide = true)]
         max_batch: usize,
+        /// Memory for recently written and read records, kept so reading one by id needs no
+        /// storage read, in MiB (0 turns it off).
+        #[arg(long, env = "KITH_RECORD_CACHE_MIB", default_value_t = kith_host::server::DEFAULT_RECORD_CACHE_MIB)]
+        record_cache_mib: usize,
         /// Longest any plugin hook call may run, in milliseconds (admins may set less per plugin).
         #[arg(long, env = "KITH_PLUGIN_TIMEOUT_MS", default_value_t = 100)]
         plugin_timeout_ms: u64,
@@ -350,6 +354,7 @@ fn main() -> ExitCode {
             addr,
             demo,
             max_batch,
+            record_cache_mib,
             plugin_timeout_ms,
             plugin_memory_mib,
             secure_cookies,
@@ -358,6 +363,7 @@ fn main() -> ExitCode {
             let mut config = ServerConfig::new(data.clone(), addr);
             config.demo = demo;
             config.max_batch = max_batch;
+            config.record_cache_bytes = record_cache_mib.saturating_mul(1 << 20);
             config.plugin_limits.hook_timeout = std::time::Duration::from_millis(plugin_timeout_ms);
             config.plugin_limits.memory = plugin_memory_mib << 20;
             config.secure_cookies = secure_cookies;

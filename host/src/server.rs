@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub clock: Arc<dyn Clock>,
     /// Most writes per transaction; 1 turns group commit off.
     pub max_batch: usize,
+    /// Bytes the record cache (answers of single-record GETs) may hold; 0 turns it off.
+    pub record_cache_bytes: usize,
     /// The ceiling of every plugin's limits (admins may tighten them per plugin).
     pub plugin_limits: crate::plugin::Limits,
     /// Mark cookies `Secure` (set when users reach the server over TLS, e.g. via a proxy).
@@ -43,12 +45,16 @@ impl ServerConfig {
             demo: false,
             clock: Arc::new(SystemClock),
             max_batch: 1024,
+            record_cache_bytes: DEFAULT_RECORD_CACHE_MIB << 20,
             plugin_limits: crate::plugin::Limits::default(),
             secure_cookies: false,
             admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
         }
     }
 }
+
+/// The record cache's size unless configured otherwise, in MiB: about 100,000 contacts.
+pub const DEFAULT_RECORD_CACHE_MIB: usize = 64;
 
 /// The email of the first admin unless configured otherwise.
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@example.com";
@@ -185,6 +191,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         plugins.clone(),
         reports,
         config.secure_cookies,
+        config.record_cache_bytes,
     ));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

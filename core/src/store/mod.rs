@@ -24,7 +24,7 @@ mod plugin_tests;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -82,10 +82,34 @@ impl StoreConfig {
 /// The callback that receives a command's result once its batch is durable.
 pub type Reply = Box<dyn FnOnce(Result<Outcome, Error>) + Send>;
 
+/// Like [`Reply`], also given the command's [`Stamp`].
+pub type StampedReply = Box<dyn FnOnce(Result<Outcome, Error>, Stamp) + Send>;
+
+/// A command's place in commit order: every committed command gets the next number, so a
+/// read that began after the command with stamp `s` committed sees everything up to `s`.
+/// Caches use it to tell a fresh copy of a record from one a later write has outdated.
+pub type Stamp = u64;
+
+/// What one committed batch changed, as a [`CommitObserver`] hears it.
+#[derive(Debug)]
+pub struct Committed<'a> {
+    /// Each record whose stored form or scores changed, with the stamp of the command that
+    /// changed it last in this batch.
+    pub records: &'a [(Id, Stamp)],
+    /// Set when the batch changed something every record's presentation may depend on
+    /// (field definitions, pipelines, plugins): the stamp of the last such command.
+    pub everything: Option<Stamp>,
+}
+
+/// Runs on the writer thread after each commit, before any caller of the batch hears back,
+/// so whoever is told their write is done never finds an observer's view older than it. It
+/// must be quick and must not block.
+pub type CommitObserver = Arc<dyn Fn(&Committed<'_>) + Send + Sync>;
+
 struct Job {
     cmd: Command,
     actor: Actor,
-    reply: Reply,
+    reply: StampedReply,
 }
 
 struct Shared {
@@ -104,6 +128,10 @@ struct Shared {
     head_moved: Condvar,
     /// Accounts, rebuilt after every commit that changed them.
     directory: RwLock<Arc<Directory>>,
+    /// The stamp of the newest committed command (0 before the first).
+    committed: AtomicU64,
+    /// Told about every commit (see [`Store::observe_commits`]).
+    observer: RwLock<Option<CommitObserver>>,
     path: PathBuf,
 }
 
@@ -184,6 +212,8 @@ impl Store {
             head: Mutex::new(next_seq - 1),
             head_moved: Condvar::new(),
             directory: RwLock::new(Arc::new(directory)),
+            committed: AtomicU64::new(0),
+            observer: RwLock::new(None),
             path,
         });
         let (tx, rx) = mpsc::channel();
@@ -206,6 +236,21 @@ impl Store {
         })
     }
 
+    /// The stamp of the newest committed command. Read it before a read begins: the read
+    /// then sees at least everything up to it.
+    pub fn committed(&self) -> Stamp {
+        self.shared.committed.load(Ordering::Acquire)
+    }
+
+    /// Makes `observer` hear of every later commit (replacing any earlier one).
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        *self
+            .shared
+            .observer
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -219,6 +264,12 @@ impl Store {
     /// Queues a command; `reply` runs on the writer thread once the command's batch has
     /// committed durably (or with the command's own error). It must not block.
     pub fn submit(&self, cmd: Command, actor: &str, reply: Reply) {
+        self.submit_stamped(cmd, actor, Box::new(move |result, _| reply(result)));
+    }
+
+    /// Like [`Store::submit`]; `reply` is also given the command's [`Stamp`] (meaningful
+    /// only for a command that succeeded).
+    pub fn submit_stamped(&self, cmd: Command, actor: &str, reply: StampedReply) {
         let queue = self.writer.queue.read().unwrap_or_else(|p| p.into_inner());
         let job = Job {
             cmd,
@@ -228,10 +279,10 @@ impl Store {
         match queue.as_ref() {
             Some(tx) => {
                 if let Err(mpsc::SendError(job)) = tx.send(job) {
-                    (job.reply)(Err(Error::ShuttingDown));
+                    (job.reply)(Err(Error::ShuttingDown), 0);
                 }
             }
-            None => (job.reply)(Err(Error::ShuttingDown)),
+            None => (job.reply)(Err(Error::ShuttingDown), 0),
         }
     }
 
@@ -741,7 +792,11 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
 fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut u64, alone: bool) {
     let start_seq = *next_seq;
     let accounts_changed = batch.iter().any(|j| j.cmd.touches_accounts());
-    let mut results: Vec<(Reply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
+    let first_stamp = shared.committed.load(Ordering::Relaxed) + 1;
+    let mut results: Vec<(StampedReply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
+    // What the batch changed, for the commit observer.
+    let mut changed: Vec<(Id, Stamp)> = Vec::new();
+    let mut everything = None;
     let committed = (|| -> Result<bool, Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
         let txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
@@ -768,7 +823,16 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     // misses a committed score.
                     shared.any_scores.store(true, Ordering::Release);
                 }
+                let stamp = first_stamp + results.len() as Stamp;
+                let schema = job.cmd.changes_schema();
                 let result = tables.apply(job.cmd, &mut ctx);
+                // A failed command may have touched records before failing; calling them
+                // changed costs an observer a re-read, never a stale answer.
+                tables.touched.dedup();
+                changed.extend(tables.touched.drain(..).map(|id| (id, stamp)));
+                if schema && result.is_ok() {
+                    everything = Some(stamp);
+                }
                 if let Err(Error::Store(e)) = &result {
                     // A storage failure may have left partial writes: abort everything.
                     tracing::error!(error = %e, "storage error inside a batch; aborting it");
@@ -802,24 +866,40 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     // Before the replies: whoever was told their token exists can use it.
                     reload_directory(shared);
                 }
+                let observer = shared
+                    .observer
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(observer) = observer {
+                    observer(&Committed {
+                        records: &changed,
+                        everything,
+                    });
+                }
+                let last = first_stamp + results.len() as Stamp - 1;
+                shared.committed.store(last, Ordering::Release);
                 let mut head = shared.head.lock().unwrap_or_else(|p| p.into_inner());
                 *head = *next_seq - 1;
                 shared.head_moved.notify_all();
             } else {
                 *next_seq = start_seq;
             }
-            for (reply, result) in results {
-                reply(result);
+            for (i, (reply, result)) in results.into_iter().enumerate() {
+                reply(result, first_stamp + i as Stamp);
             }
         }
         Err(e) => {
             *next_seq = start_seq;
             let message = e.to_string();
             for (reply, _) in results {
-                reply(Err(Error::Store(StoreError::Corrupt {
-                    what: "write batch".to_owned(),
-                    reason: message.clone(),
-                })));
+                reply(
+                    Err(Error::Store(StoreError::Corrupt {
+                        what: "write batch".to_owned(),
+                        reason: message.clone(),
+                    })),
+                    0,
+                );
             }
         }
     }

@@ -189,6 +189,7 @@ impl Tables<'_> {
             }
             let bytes = encode(&score)?;
             scores.insert((id.as_u128(), key.as_str()), bytes.as_slice())?;
+            self.touched.push(id);
         }
         Ok(())
     }
@@ -197,6 +198,7 @@ impl Tables<'_> {
         let raw = id.as_u128();
         let mut scores = self.txn.open_table(tables::SCORES)?;
         scores.retain_in((raw, "")..(raw, "\u{10FFFF}"), |_, _| false)?;
+        self.touched.push(id);
         Ok(())
     }
 }

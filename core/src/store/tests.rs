@@ -2845,15 +2845,7 @@ fn a_field_defined_in_a_batch_applies_to_the_rest_of_that_batch() {
     let fx = Fixture::new();
     let def = |name: &str| Command::DefineField {
         kind: Contact,
-        def: NewFieldDef {
-            name: name.to_owned(),
-            label: None,
-            field_type: FieldType::Text,
-            required: false,
-            options: Vec::new(),
-            help: None,
-            reference_kind: None,
-        },
+        def: field_def(name, FieldType::Text),
     };
     let with_custom = |name: &str| Command::Create {
         kind: Contact,
@@ -2955,4 +2947,59 @@ fn a_field_changes_its_label_and_gains_options_but_keeps_the_ones_in_use() {
         fx.store.execute(missing, ACTOR),
         Err(Error::NoSuch { .. })
     ));
+}
+
+#[test]
+fn the_commit_observer_hears_each_change_before_its_caller_does() {
+    type Heard = Vec<(Vec<(Id, super::Stamp)>, Option<super::Stamp>)>;
+    let fx = Fixture::new();
+    let s = &fx.store;
+    let heard: Arc<std::sync::Mutex<Heard>> = Arc::default();
+    let log = heard.clone();
+    s.observe_commits(Arc::new(move |c| {
+        log.lock().unwrap().push((c.records.to_vec(), c.everything));
+    }));
+    // Runs `cmd`; its result, its stamp, and how many commits the observer had heard of
+    // when the reply came.
+    let run = |cmd: Command| {
+        let (tx, rx) = mpsc::channel();
+        let log = heard.clone();
+        s.submit_stamped(
+            cmd,
+            ACTOR,
+            Box::new(move |r, stamp| {
+                let _ = tx.send((r, stamp, log.lock().unwrap().len()));
+            }),
+        );
+        rx.recv().unwrap()
+    };
+    let (created, s1, seen) = run(create_cmd(Contact, &[("first_name", text("Ada"))]));
+    let Ok(Outcome::Record(r)) = created else {
+        panic!("create failed: {created:?}")
+    };
+    let id = r.id();
+    assert_eq!(
+        seen, 1,
+        "the observer heard of the commit before the caller"
+    );
+    assert_eq!(heard.lock().unwrap()[0], (vec![(id, s1)], None));
+    assert_eq!(s.committed(), s1);
+    let (updated, s2, _) = run(Command::Update {
+        kind: Contact,
+        id,
+        input: Input::with([("last_name", text("Lovelace"))]),
+    });
+    assert!(updated.is_ok());
+    assert!(s2 > s1, "stamps grow in commit order");
+    assert_eq!(heard.lock().unwrap()[1], (vec![(id, s2)], None));
+    let (defined, s3, _) = run(Command::DefineField {
+        kind: Contact,
+        def: field_def("nickname", FieldType::Text),
+    });
+    assert!(defined.is_ok());
+    assert_eq!(heard.lock().unwrap()[2], (Vec::new(), Some(s3)));
+    let (deleted, s4, _) = run(Command::Delete { kind: Contact, id });
+    assert!(deleted.is_ok());
+    assert_eq!(heard.lock().unwrap()[3], (vec![(id, s4)], None));
+    assert_eq!(s.committed(), s4);
 }

@@ -204,6 +204,23 @@ impl Command {
         }
     }
 
+    /// Whether the command changes what every record's presentation may depend on: field
+    /// definitions, pipelines, plugins (record changes and scores are tracked one by one).
+    pub fn changes_schema(&self) -> bool {
+        match self {
+            Command::DefineField { .. }
+            | Command::ChangeField { .. }
+            | Command::DeleteField { .. }
+            | Command::PutPipeline(_)
+            | Command::PutPlugin { .. }
+            | Command::RemovePlugin { .. } => true,
+            Command::Scoped { command, .. } | Command::Backdated { command, .. } => {
+                command.changes_schema()
+            }
+            _ => false,
+        }
+    }
+
     /// Whether it changes accounts (users, teams, tokens, sessions, settings), after which the
     /// store's in-memory [`crate::account::Directory`] is rebuilt.
     pub fn touches_accounts(&self) -> bool {
@@ -268,6 +285,9 @@ pub(crate) struct Tables<'t> {
     /// Custom field definitions read so far in this batch, by kind. Every create and update
     /// needs them, and only commands that change definitions change them (and clear it).
     pub(super) defs: BTreeMap<EntityKind, Rc<[FieldDef]>>,
+    /// Records whose stored form or scores the current command changed (drained by the
+    /// writer after each command, for the commit observer).
+    pub(super) touched: Vec<Id>,
 }
 
 /// Per-batch state the writer threads through every command.
@@ -306,6 +326,7 @@ impl<'t> Tables<'t> {
             fields: txn.open_table(tables::FIELD_DEFS)?,
             pipelines: txn.open_table(tables::PIPELINES)?,
             defs: BTreeMap::new(),
+            touched: Vec::new(),
         })
     }
 
@@ -766,6 +787,7 @@ impl<'t> Tables<'t> {
         self.events.insert(seq, bytes.as_slice())?;
         self.events_by_record.insert((id.as_u128(), seq), ())?;
         *ctx.next_seq += 1;
+        self.touched.push(id);
         Ok(())
     }
 

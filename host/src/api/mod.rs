@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 pub mod auth;
 mod body;
+pub mod cache;
 pub mod error;
 mod meta;
 pub mod openapi;
@@ -19,6 +20,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use kith_core::store::Stamp;
 use kith_core::{Command, Error as CoreError, Outcome, Reports, Scoped, Store};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -56,11 +58,25 @@ pub struct AppState {
     pub(crate) uploads: crate::web::Uploads,
     /// The least role of each route; filled in by [`app`].
     pub(crate) policy: Arc<auth::Policy>,
+    /// The answers of single-record GETs, kept current by the store's commit observer.
+    pub records: Arc<cache::RecordCache>,
 }
 
 impl AppState {
     /// The state for a store, its plugins and reports.
-    pub fn new(store: Store, plugins: Registry, reports: Reports, secure_cookies: bool) -> Self {
+    ///
+    /// `cache_bytes` bounds the record cache (0 turns it off); the cache starts hearing the
+    /// store's commits here, so make one `AppState` per store.
+    pub fn new(
+        store: Store,
+        plugins: Registry,
+        reports: Reports,
+        secure_cookies: bool,
+        cache_bytes: usize,
+    ) -> Self {
+        let records = Arc::new(cache::RecordCache::new(cache_bytes));
+        let observer = records.clone();
+        store.observe_commits(Arc::new(move |c| observer.committed(c)));
         AppState {
             store,
             plugins,
@@ -69,6 +85,7 @@ impl AppState {
             secure_cookies,
             uploads: Arc::default(),
             policy: Arc::default(),
+            records,
         }
     }
 }
@@ -139,6 +156,15 @@ pub(crate) async fn write(
     caller: &Caller,
     cmd: Command,
 ) -> Result<Outcome, ApiError> {
+    Ok(write_stamped(store, caller, cmd).await?.0)
+}
+
+/// Like [`write`], also giving the command's [`Stamp`] (for the record cache).
+pub(crate) async fn write_stamped(
+    store: &Store,
+    caller: &Caller,
+    cmd: Command,
+) -> Result<(Outcome, Stamp), ApiError> {
     let cmd = match cmd {
         c @ (Command::Create { .. } | Command::Update { .. } | Command::Delete { .. }) => {
             Command::Scoped {
@@ -148,19 +174,27 @@ pub(crate) async fn write(
         }
         other => other,
     };
-    submit(store, &caller.actor(), cmd).await
+    submit_stamped(store, &caller.actor(), cmd).await
 }
 
 /// Sends a command as `actor` and waits until it is durable (for the sign-in page, where
 /// nobody is signed in yet).
 pub(crate) async fn submit(store: &Store, actor: &str, cmd: Command) -> Result<Outcome, ApiError> {
+    Ok(submit_stamped(store, actor, cmd).await?.0)
+}
+
+async fn submit_stamped(
+    store: &Store,
+    actor: &str,
+    cmd: Command,
+) -> Result<(Outcome, Stamp), ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    store.submit(
+    store.submit_stamped(
         cmd,
         actor,
-        Box::new(move |result| {
+        Box::new(move |result, stamp| {
             // If the client went away the receiver is gone; the write still happened.
-            let _ = tx.send(result);
+            let _ = tx.send(result.map(|o| (o, stamp)));
         }),
     );
     match rx.await {

@@ -16,7 +16,10 @@ use serde_json::json;
 
 use super::auth::{Caller, Need, Routes};
 use super::body::{JsonObject, to_input};
-use super::{ApiError, AppState, read_as, write};
+use super::cache::{Entry, RecordCache};
+use super::{ApiError, AppState, read_as, write, write_stamped};
+use axum::body::Bytes;
+use kith_core::store::Stamp;
 
 pub(super) fn routes() -> Routes {
     let mut routes = Routes::new();
@@ -142,10 +145,14 @@ async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let input = to_input(body)?;
-    match write(&state.store, &caller, Command::Create { kind, input }).await? {
-        // Scoring runs after the write, so a new record has no scores yet.
-        Outcome::Record(r) => Ok((StatusCode::CREATED, WithScores::new(r, Vec::new()))),
-        other => Err(ApiError::internal(&format!("create returned {other:?}"))),
+    match write_stamped(&state.store, &caller, Command::Create { kind, input }).await? {
+        // Scoring runs after the write, so a new record has no scores yet. A new record is
+        // often read next (the web UI shows it), so its answer goes into the cache.
+        (Outcome::Record(r), stamp) => Ok((
+            StatusCode::CREATED,
+            WithScores::new(r, Vec::new()).cached(&state.records, stamp)?,
+        )),
+        (other, _) => Err(ApiError::internal(&format!("create returned {other:?}"))),
     }
 }
 
@@ -156,9 +163,19 @@ async fn fetch(
     Path(raw): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
+    if let Some(hit) = state.records.get(id)
+        && hit.kind == kind
+        && caller
+            .access
+            .sees(hit.owner.as_deref(), hit.team.as_deref())
+    {
+        return Ok(json_body(hit.body.clone()));
+    }
+    // Taken before the read begins, so the copy read is at least this new.
+    let stamp = state.store.committed();
     let (record, scores) =
         read_as(&state.store, &caller, move |s| s.get_with_scores(kind, id)).await?;
-    Ok(WithScores::new(record, scores))
+    WithScores::new(record, scores).cached(&state.records, stamp)
 }
 
 async fn update(
@@ -170,12 +187,12 @@ async fn update(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(kind, &raw)?;
     let input = to_input(body)?;
-    match write(&state.store, &caller, Command::Update { kind, id, input }).await? {
-        Outcome::Record(r) => {
+    match write_stamped(&state.store, &caller, Command::Update { kind, id, input }).await? {
+        (Outcome::Record(r), stamp) => {
             let scores = read_as(&state.store, &caller, move |s| s.store().scores(id)).await?;
-            Ok(WithScores::new(r, scores))
+            WithScores::new(r, scores).cached(&state.records, stamp)
         }
-        other => Err(ApiError::internal(&format!("update returned {other:?}"))),
+        (other, _) => Err(ApiError::internal(&format!("update returned {other:?}"))),
     }
 }
 
@@ -195,29 +212,49 @@ impl WithScores {
     }
 }
 
-impl IntoResponse for WithScores {
-    fn into_response(self) -> axum::response::Response {
-        // A record serialises as a non-empty JSON object, so `scores` is spliced in before its
-        // closing brace: far cheaper than `#[serde(flatten)]`, which buffers every field, on
-        // the hottest routes.
-        let body = serde_json::to_vec(&self.record).and_then(|mut out| {
-            if out.pop() != Some(b'}') {
-                return Err(serde::ser::Error::custom("a record is not a JSON object"));
-            }
-            out.extend_from_slice(b",\"scores\":");
-            serde_json::to_writer(&mut out, &self.scores)?;
-            out.push(b'}');
-            Ok(out)
-        });
-        match body {
-            Ok(bytes) => (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                bytes,
-            )
-                .into_response(),
-            Err(e) => ApiError::internal(&e).into_response(),
+impl WithScores {
+    /// The JSON answer. A record serialises as a non-empty JSON object, so `scores` is
+    /// spliced in before its closing brace: far cheaper than `#[serde(flatten)]`, which
+    /// buffers every field, on the hottest routes.
+    fn to_json(&self) -> Result<Vec<u8>, ApiError> {
+        let mut out = serde_json::to_vec(&self.record).map_err(|e| ApiError::internal(&e))?;
+        if out.pop() != Some(b'}') {
+            return Err(ApiError::internal(&"a record is not a JSON object"));
         }
+        out.extend_from_slice(b",\"scores\":");
+        serde_json::to_writer(&mut out, &self.scores).map_err(|e| ApiError::internal(&e))?;
+        out.push(b'}');
+        Ok(out)
     }
+
+    /// The answer, offered to the record cache as current as of `stamp`.
+    fn cached(
+        self,
+        cache: &RecordCache,
+        stamp: Stamp,
+    ) -> Result<axum::response::Response, ApiError> {
+        let body = Bytes::from(self.to_json()?);
+        cache.put(
+            self.record.id(),
+            stamp,
+            Entry {
+                kind: self.record.kind(),
+                owner: self.record.owner().map(str::to_owned),
+                team: self.record.team().map(str::to_owned),
+                body: body.clone(),
+            },
+        );
+        Ok(json_body(body))
+    }
+}
+
+/// A `200 OK` JSON answer of `body`.
+fn json_body(body: Bytes) -> axum::response::Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn remove(
