@@ -64,6 +64,20 @@ fn is_zero(d: &u8) -> bool {
 /// Fields whose change is bookkeeping, not news: left out of event diffs.
 const NOT_DIFFED: &[&str] = &["updated_at"];
 
+/// The changes of a record's creation from its field map: every non-empty field, from `null`
+/// (what [`diff`] against an empty map gives, without copying the values).
+pub fn created(after: BTreeMap<String, Value>) -> Vec<FieldChange> {
+    after
+        .into_iter()
+        .filter(|(k, v)| !NOT_DIFFED.contains(&k.as_str()) && !v.is_empty())
+        .map(|(field, after)| FieldChange {
+            field,
+            before: Value::default(),
+            after,
+        })
+        .collect()
+}
+
 /// The changed fields between two field maps (see [`crate::entity::field_map`]).
 pub fn diff(before: &BTreeMap<String, Value>, after: &BTreeMap<String, Value>) -> Vec<FieldChange> {
     let mut out = Vec::new();
@@ -83,4 +97,27 @@ pub fn diff(before: &BTreeMap<String, Value>, after: &BTreeMap<String, Value>) -
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_is_the_diff_from_nothing() {
+        let after: BTreeMap<String, Value> = [
+            ("first_name", Value::Text("Ada".to_owned())),
+            ("email", Value::Null),
+            ("title", Value::Text(String::new())),
+            ("tags", Value::List(Vec::new())),
+            ("updated_at", Value::Text("2026-01-01T00:00:00Z".to_owned())),
+            ("custom.tier", Value::Text("gold".to_owned())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let by_diff = diff(&BTreeMap::new(), &after);
+        assert_eq!(created(after), by_diff);
+        assert_eq!(by_diff.len(), 2, "{by_diff:?}");
+    }
 }

@@ -2374,3 +2374,41 @@ fn unrestricted_access_sees_everything() {
         Ok(Outcome::Deleted)
     ));
 }
+
+#[test]
+fn an_owner_moved_to_another_team_mid_batch_gives_later_records_the_new_team() {
+    // The writer remembers resolved owners for the rest of a batch; a change to accounts in
+    // that batch must make it look again.
+    let f = Fixture::new();
+    f.team("east", "East");
+    f.team("west", "West");
+    let u = f.user("mover@example.com", Role::Agent, Some("east"));
+    let owned = |name: &str| Command::Create {
+        kind: EntityKind::Contact,
+        input: Input::with([
+            ("first_name", text(name)),
+            ("owner", text("mover@example.com")),
+        ]),
+    };
+    let results = f.store.execute_all(
+        vec![
+            owned("Before"),
+            Command::UpdateUser {
+                id: u.id,
+                changes: UserChanges {
+                    team: Some(Some("west".to_owned())),
+                    ..UserChanges::default()
+                },
+            },
+            owned("After"),
+        ],
+        "test",
+    );
+    let mut results = results.into_iter();
+    let before = record(results.next().unwrap().unwrap());
+    assert!(results.next().unwrap().is_ok());
+    let after = record(results.next().unwrap().unwrap());
+    assert_eq!(team(&before), s("east"));
+    assert_eq!(team(&after), s("west"));
+    assert_eq!(owner(&after), sid(&u));
+}

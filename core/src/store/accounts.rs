@@ -337,6 +337,17 @@ impl Tables<'_> {
     /// Turns the `owner` a caller gave (a user id or a user's email) into the user id records
     /// store, and returns that user's team.
     pub(super) fn resolve_owner(&self, given: &str) -> Result<(String, Option<String>), Error> {
+        if let Some(found) = self.owners.borrow().get(given) {
+            return Ok(found.clone());
+        }
+        let found = self.lookup_owner(given)?;
+        self.owners
+            .borrow_mut()
+            .insert(given.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    fn lookup_owner(&self, given: &str) -> Result<(String, Option<String>), Error> {
         let by_id = given.parse::<Id>().ok();
         let id = match by_id {
             Some(id) => Some(id),

@@ -288,6 +288,10 @@ pub(crate) struct Tables<'t> {
     /// Records whose stored form or scores the current command changed (drained by the
     /// writer after each command, for the commit observer).
     pub(super) touched: Vec<Id>,
+    /// Owners resolved so far in this batch (as given → user id and team): nearly every
+    /// create in a batch names the same few users. Cleared by commands that change accounts.
+    pub(super) owners:
+        std::cell::RefCell<std::collections::HashMap<String, (String, Option<String>)>>,
 }
 
 /// Per-batch state the writer threads through every command.
@@ -327,6 +331,7 @@ impl<'t> Tables<'t> {
             pipelines: txn.open_table(tables::PIPELINES)?,
             defs: BTreeMap::new(),
             touched: Vec::new(),
+            owners: Default::default(),
         })
     }
 
@@ -356,6 +361,9 @@ impl<'t> Tables<'t> {
 
     /// Runs one command.
     pub(crate) fn apply(&mut self, cmd: Command, ctx: &mut Ctx<'_>) -> Result<Outcome, Error> {
+        if cmd.touches_accounts() {
+            self.owners.get_mut().clear();
+        }
         match cmd {
             Command::Create { kind, input } => {
                 with_kind!(kind, R => self.create::<R>(input, ctx).map(|r| Outcome::Record(r.into_any())))
@@ -486,7 +494,7 @@ impl<'t> Tables<'t> {
         // Validation is complete: from here on only storage errors can occur.
         self.put(&r)?;
         self.add_keys(R::KIND, id, &keys)?;
-        let changes = event::diff(&BTreeMap::new(), &field_map(&r));
+        let changes = event::created(field_map(&r));
         self.append(ctx, R::KIND, id, Operation::Created, changes)?;
         Ok(r)
     }

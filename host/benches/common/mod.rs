@@ -4,9 +4,15 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+/// The `kith` binary under test: this build's, unless `KITH_BENCH_BINARY` names another (to
+/// compare two builds on the same machine at the same time).
+fn binary() -> std::ffi::OsString {
+    std::env::var_os("KITH_BENCH_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_kith").into())
+}
+
 /// Runs the `kith` binary with `args` on `data`; its standard output.
 pub fn kith(args: &[&str], data: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+    let out = Command::new(binary())
         .args(args)
         .arg("--data")
         .arg(data)
@@ -50,7 +56,7 @@ impl Server {
             dir.path(),
         );
         let token = printed.lines().next().expect("the token").trim().to_owned();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+        let mut child = Command::new(binary())
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
             .arg("--data")
