@@ -41,9 +41,23 @@ pub(crate) use self::reports::{definitions as report_definitions, run_report};
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach: a handle to [`Shared`], which it derefs to. axum clones
+/// the state for every request and every layer, so it is one reference count, not one per
+/// field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state itself (see [`AppState`]).
+#[derive(Clone)]
+pub struct Shared {
     /// The CRM store.
     pub store: Store,
     /// Installed plugins.
@@ -77,7 +91,7 @@ impl AppState {
         let records = Arc::new(cache::RecordCache::new(cache_bytes));
         let observer = records.clone();
         store.observe_commits(Arc::new(move |c| observer.committed(c)));
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             plugins,
             reports,
@@ -86,7 +100,7 @@ impl AppState {
             uploads: Arc::default(),
             policy: Arc::default(),
             records,
-        }
+        }))
     }
 }
 
@@ -105,7 +119,7 @@ pub(crate) fn routes() -> auth::Routes {
 /// The whole HTTP application.
 pub fn app(mut state: AppState) -> Router {
     let (router, table) = routes().into_parts();
-    state.policy = Arc::new(
+    Arc::make_mut(&mut state.0).policy = Arc::new(
         table
             .into_iter()
             .map(|r| ((r.method, r.path), r.need))
