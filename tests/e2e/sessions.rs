@@ -1871,3 +1871,44 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_read_as_words() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s.url());
+    let email = "filters@example.com";
+    user_with_password(&s, email, "Filter Fan", "agent", PASSWORD).await;
+    let session = b.sign_in(email, PASSWORD).await;
+    let company = s
+        .create_id(
+            "companies",
+            json!({"name": "Acme Ltd", "domain": "acme.example"}),
+        )
+        .await;
+    s.create_id(
+        "deals",
+        json!({"title": "Anvils", "amount": 500, "currency": "USD", "stage": "proposal",
+               "company_id": company}),
+    )
+    .await;
+    let page = b
+        .get(
+            &format!("/deals?company_id={company}&amount[gte]=100&stage=proposal"),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for words in [
+        "Company is Acme Ltd",
+        "Amount at least 100",
+        "Stage is proposal",
+    ] {
+        assert!(
+            page.body.contains(words),
+            "'{words}' missing: {}",
+            page.body
+        );
+    }
+    assert!(page.body.contains("Anvils"), "{}", page.body);
+    s.stop().await;
+}

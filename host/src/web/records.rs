@@ -274,6 +274,32 @@ fn column_label(field: &str, defs: &[FieldDef]) -> String {
     }
 }
 
+/// How an active filter reads on a list page, in the words of the filter form: "Stage is
+/// proposal", "Amount at least 100", "Company is Acme Ltd" (a record id is shown by its name
+/// when the page has it).
+fn chip_text(key: &str, value: &str, defs: &[FieldDef], names: &BTreeMap<Id, String>) -> String {
+    let (field, op) = match key.split_once('[') {
+        Some((field, rest)) => (field, rest.strip_suffix(']').unwrap_or(rest)),
+        None => (key, "eq"),
+    };
+    let op = match op {
+        "eq" => "is",
+        "ne" => "is not",
+        "gt" => "more than",
+        "gte" => "at least",
+        "lt" => "less than",
+        "lte" => "at most",
+        "in" => "is one of",
+        other => other,
+    };
+    let shown = value
+        .parse::<Id>()
+        .ok()
+        .and_then(|id| names.get(&id).cloned())
+        .unwrap_or_else(|| value.to_owned());
+    format!("{} {op} {shown}", column_label(field, defs))
+}
+
 /// What a list page read.
 struct Listing {
     page: Page<AnyRecord>,
@@ -547,9 +573,10 @@ fn list_view(ctx: &ListContext<'_>, l: &Listing, error: Option<&str>) -> Markup 
             p.chips {
                 "Filtered by: "
                 @for (k, v) in &filters {
+                    @let text = chip_text(k, v, &l.defs, &l.names);
                     span.chip {
-                        (k) " = " (v) " "
-                        a href=(format!("/{plural}?{}", requery(raw, &[k.as_str(), "cursor", "view"], &[]))) aria-label=(format!("Remove filter {k}")) { "×" }
+                        (text) " "
+                        a href=(format!("/{plural}?{}", requery(raw, &[k.as_str(), "cursor", "view"], &[]))) aria-label=(format!("Remove filter: {text}")) { "×" }
                     }
                 }
             }
