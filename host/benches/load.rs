@@ -233,6 +233,33 @@ async fn get_phase(
     .await
 }
 
+/// GETs of one `path`, signed with the admin token or anonymous, each answered `expect`.
+async fn fixed_phase(
+    name: &'static str,
+    addr: &str,
+    secs: f64,
+    path: &'static str,
+    signed: bool,
+    expect: StatusCode,
+) -> PhaseResult {
+    let owned = addr.to_owned();
+    phase(name, addr, secs, move |mut s, _c, _n| {
+        let addr = owned.clone();
+        async move {
+            let status = if signed {
+                call(&mut s, Method::GET, &addr, path, None).await.0
+            } else {
+                call_as(&mut s, Method::GET, &addr, path, None, None)
+                    .await
+                    .0
+            };
+            assert_eq!(status, expect);
+            s
+        }
+    })
+    .await
+}
+
 /// Whether `KITH_BENCH_ONLY` (unset: every phase) names `phase`.
 fn wants(phase: &str) -> bool {
     std::env::var("KITH_BENCH_ONLY")
@@ -283,35 +310,16 @@ fn main() {
         }
         // The ceiling of this machine for any request: routing and a small JSON error body,
         // no storage at all. Reads cannot beat it; it puts the figures above in proportion.
-        let noop_addr = addr.clone();
         let noop = if wants("noop") {
-            Some(phase("no-op request (404, no storage)", &addr, secs, move |mut s, _c, _n| {
-                let addr = noop_addr.clone();
-                async move {
-                    let (status, _) = call(&mut s, Method::GET, &addr, "/api/v1/nothing", None).await;
-                    assert_eq!(status, StatusCode::NOT_FOUND);
-                    s
-                }
-            })
-            .await)
+            Some(fixed_phase("no-op request (404, no storage)", &addr, secs, "/api/v1/nothing", true, StatusCode::NOT_FOUND).await)
         } else {
             None
         };
         noop.iter().for_each(PhaseResult::print);
         // The same kind of answer (a small JSON body, no storage) without authentication: the
         // difference to the no-op above is what checking a token costs.
-        let anon_addr = addr.clone();
         let anon = if wants("anon") {
-            Some(phase("health, anonymous (no auth, no storage)", &addr, secs, move |mut s, _c, _n| {
-                let addr = anon_addr.clone();
-                async move {
-                    let (status, _) =
-                        call_as(&mut s, Method::GET, &addr, "/api/v1/health", None, None).await;
-                    assert_eq!(status, StatusCode::OK);
-                    s
-                }
-            })
-            .await)
+            Some(fixed_phase("health, anonymous (no auth, no storage)", &addr, secs, "/api/v1/health", false, StatusCode::OK).await)
         } else {
             None
         };

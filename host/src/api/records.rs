@@ -210,9 +210,7 @@ impl WithScores {
             scores: scores.into_iter().collect(),
         }
     }
-}
 
-impl WithScores {
     /// The JSON answer. A record serialises as a non-empty JSON object, so `scores` is
     /// spliced in before its closing brace: far cheaper than `#[serde(flatten)]`, which
     /// buffers every field, on the hottest routes.
