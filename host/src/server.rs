@@ -140,6 +140,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         dir: config.data_dir.clone(),
         clock: config.clock.clone(),
         max_batch: config.max_batch,
+        ..StoreConfig::new(&config.data_dir)
     };
     let store = tokio::task::spawn_blocking(move || Store::open(store_config)).await??;
     let s = store.clone();

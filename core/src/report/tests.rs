@@ -95,6 +95,7 @@ impl Fx {
             dir: dir.path().to_path_buf(),
             clock: clock.clone(),
             max_batch: 1024,
+            checkpoint_every: crate::store::CHECKPOINT_EVERY,
         })
         .unwrap();
         let fx = Fx {

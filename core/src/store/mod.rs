@@ -1,10 +1,12 @@
 //! The store: a redb file, one writer thread that group-commits, and snapshot reads.
 //!
 //! Writes go through [`Store::submit`]: the command joins a queue; the writer thread takes
-//! everything waiting (up to a batch limit), applies each command in one write transaction,
-//! commits once (one fsync) and only then answers each caller. A command that fails
-//! validation fails alone; the rest of its batch commits. Reads open their own read
-//! transaction and never wait for the writer.
+//! everything waiting (up to a batch limit), applies each command in one write transaction
+//! and commits once; the batch is made durable by one append and sync of the write-ahead log
+//! (see [`wal`]), or by a durable redb commit, and only then is each caller answered. A
+//! command that fails validation fails alone; the rest of its batch commits. Reads open their
+//! own read transaction; they never wait for the writer, only (briefly) for the log to sync
+//! a batch they could otherwise see before it is durable.
 
 mod accounts;
 mod audit;
@@ -12,6 +14,7 @@ mod delivery;
 mod plugins;
 mod read;
 pub mod tables;
+mod wal;
 mod write;
 
 #[cfg(test)]
@@ -25,10 +28,10 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -66,6 +69,10 @@ pub struct StoreConfig {
     /// The most commands committed in one transaction. 1 turns group commit off (one
     /// transaction and one fsync per command), which exists to measure what group commit buys.
     pub max_batch: usize,
+    /// With group commit on, how often at most the redb file is brought up to date with the
+    /// write-ahead log (a checkpoint, see [`wal`]); also how long the writer waits idle before
+    /// one. Longer means fewer full commits and a longer replay after a crash.
+    pub checkpoint_every: Duration,
 }
 
 impl StoreConfig {
@@ -75,6 +82,7 @@ impl StoreConfig {
             dir: dir.into(),
             clock: Arc::new(SystemClock),
             max_batch: 1024,
+            checkpoint_every: CHECKPOINT_EVERY,
         }
     }
 }
@@ -101,7 +109,8 @@ pub struct Committed<'a> {
     pub everything: Option<Stamp>,
 }
 
-/// Runs on the writer thread after each commit, before any caller of the batch hears back,
+/// Runs after each batch is durable (on the log thread, or the writer's with group commit
+/// off), before any caller of the batch hears back,
 /// so whoever is told their write is done never finds an observer's view older than it. It
 /// must be quick and must not block.
 pub type CommitObserver = Arc<dyn Fn(&Committed<'_>) + Send + Sync>;
@@ -132,6 +141,8 @@ struct Shared {
     committed: AtomicU64,
     /// Told about every commit (see [`Store::observe_commits`]).
     observer: RwLock<Option<CommitObserver>>,
+    /// Which batches readers may see and which are durable (see [`wal`]).
+    durability: wal::Durability,
     path: PathBuf,
 }
 
@@ -196,7 +207,10 @@ impl Store {
             }
             Err(e) => return Err(StoreError::Redb(e.into())),
         };
-        let (next_seq, any_scores) = init(&db, &path, config.clock.as_ref())?;
+        init(&db, &path, config.clock.as_ref())?;
+        let wal_path = dir.join(wal::WAL_FILE);
+        let batch = wal::replay(&db, &wal_path)?;
+        let (next_seq, any_scores) = positions(&db)?;
         let directory = accounts::load_directory(&db.begin_read()?).map_err(|e| match e {
             Error::Store(s) => s,
             other => StoreError::Corrupt {
@@ -214,19 +228,49 @@ impl Store {
             directory: RwLock::new(Arc::new(directory)),
             committed: AtomicU64::new(0),
             observer: RwLock::new(None),
+            durability: wal::Durability::starting_at(batch),
             path,
         });
+        let thread_error = |source| StoreError::Directory {
+            path: dir.clone(),
+            what: "cannot start the writer thread",
+            source,
+        };
+        let max_batch = config.max_batch.max(1);
+        // Group commit makes batches durable through the log; with it off, every batch is a
+        // durable redb commit, as the measurement of what group commit buys requires.
+        let log = if max_batch > 1 {
+            let file = wal::LogFile::open(&wal_path)?;
+            let (tx, rx) = mpsc::channel();
+            let log_shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("kith-log".to_owned())
+                .spawn(move || log_loop(&log_shared, file, &rx))
+                .map_err(thread_error)?;
+            Some(LogLink {
+                tx,
+                thread,
+                last_checkpoint: Instant::now(),
+                bytes_since: 0,
+                pending: false,
+            })
+        } else {
+            None
+        };
+        let state = WriterState {
+            ids: IdGenerator::new(),
+            next_seq,
+            next_stamp: 1,
+            batch,
+            log,
+            checkpoint_every: config.checkpoint_every,
+        };
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
-        let max_batch = config.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("kith-writer".to_owned())
-            .spawn(move || writer_loop(&writer_shared, &rx, max_batch, next_seq))
-            .map_err(|source| StoreError::Directory {
-                path: dir.clone(),
-                what: "cannot start the writer thread",
-                source,
-            })?;
+            .spawn(move || writer_loop(&writer_shared, &rx, max_batch, state))
+            .map_err(thread_error)?;
         Ok(Store {
             shared,
             writer: Arc::new(Writer {
@@ -261,8 +305,9 @@ impl Store {
         self.shared.clock.as_ref()
     }
 
-    /// Queues a command; `reply` runs on the writer thread once the command's batch has
-    /// committed durably (or with the command's own error). It must not block.
+    /// Queues a command; `reply` runs once the command's batch is durable (or with the
+    /// command's own error), on the thread that made it so. It must not block; a read it
+    /// makes sees its batch and possibly later ones not yet durable.
     pub fn submit(&self, cmd: Command, actor: &str, reply: Reply) {
         self.submit_stamped(cmd, actor, Box::new(move |result, _| reply(result)));
     }
@@ -317,9 +362,17 @@ impl Store {
     }
 
     fn reader(&self) -> Result<Reader, Error> {
-        let db = self.shared.db.read().unwrap_or_else(|p| p.into_inner());
-        let db = db.as_ref().ok_or(Error::ShuttingDown)?;
-        Ok(Reader::new(db.begin_read()?))
+        let txn = {
+            let db = self.shared.db.read().unwrap_or_else(|p| p.into_inner());
+            db.as_ref().ok_or(Error::ShuttingDown)?.begin_read()?
+        };
+        // The snapshot may hold batches the log has not synced yet: wait for them (at most one
+        // fsync), so nobody reads a write that a crash could still take back.
+        self.shared
+            .durability
+            .wait_for_visible()
+            .map_err(|()| log_failed())?;
+        Ok(Reader::new(txn))
     }
 
     /// Users, teams, tokens, sessions and settings as of the last commit (cheap: a shared
@@ -674,9 +727,8 @@ impl std::fmt::Debug for Store {
 }
 
 /// Creates the tables and default pipeline in a new file, or checks an existing file's
-/// format version. Returns the next event sequence number.
-/// Returns the next event sequence number and whether any score is stored.
-fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), StoreError> {
+/// format version and brings an older one up to this build's.
+fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
@@ -698,6 +750,11 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), St
                     supported: FORMAT_VERSION,
                 });
             }
+            // Version 1 had no write-ahead log; its tables are unchanged.
+            Some(v) if v < FORMAT_VERSION => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
+                tracing::info!(path = %path.display(), from = v, to = FORMAT_VERSION, "upgraded the database format");
+            }
             Some(_) => {}
             None => {
                 meta.insert(FORMAT_KEY, FORMAT_VERSION.to_le_bytes().as_slice())?;
@@ -716,6 +773,7 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), St
         txn.open_table(tables::TEXT)?;
         txn.open_table(tables::REFS)?;
         txn.open_table(tables::TIME)?;
+        txn.open_table(tables::EVENTS)?;
         txn.open_table(tables::EVENTS_BY_RECORD)?;
         txn.open_table(tables::FIELD_DEFS)?;
         txn.open_table(tables::PIPELINES)?;
@@ -728,14 +786,20 @@ fn init(db: &Database, path: &Path, clock: &dyn Clock) -> Result<(u64, bool), St
         txn.open_table(tables::TIMER_KEYS)?;
         accounts::create_tables(&txn)?;
     }
-    let next = {
-        let events = txn.open_table(tables::EVENTS)?;
-        let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
-        last + 1
-    };
-    let any_scores = !txn.open_table(tables::SCORES)?.is_empty()?;
     txn.commit()?;
-    Ok((next, any_scores))
+    Ok(())
+}
+
+/// The next event sequence number, and whether any score is stored.
+fn positions(db: &Database) -> Result<(u64, bool), StoreError> {
+    let txn = db.begin_read()?;
+    let last = txn
+        .open_table(tables::EVENTS)?
+        .last()?
+        .map(|(k, _)| k.value())
+        .unwrap_or(0);
+    let any_scores = !txn.open_table(tables::SCORES)?.is_empty()?;
+    Ok((last + 1, any_scores))
 }
 
 fn reload_directory(shared: &Shared) {
@@ -751,10 +815,58 @@ fn reload_directory(shared: &Shared) {
     }
 }
 
-fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_seq: u64) {
-    // One generator for the writer's whole life: ids made within one millisecond stay in
-    // creation order only while the same generator's counter makes them.
-    let ids = IdGenerator::new();
+/// The default [`StoreConfig::checkpoint_every`]: the log stays short and a restart after a
+/// crash replays little.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// ...and once this many bytes went to the log since the last checkpoint.
+const CHECKPOINT_BYTES: usize = 64 << 20;
+
+/// What the writer thread carries from batch to batch.
+struct WriterState {
+    /// One generator for the writer's whole life: ids made within one millisecond stay in
+    /// creation order only while the same generator's counter makes them.
+    ids: IdGenerator,
+    next_seq: u64,
+    /// The stamp the next committed command gets.
+    next_stamp: Stamp,
+    /// The number of the newest batch begun (see [`wal`]).
+    batch: u64,
+    /// The log thread and what it has been sent since the last checkpoint; `None` with group
+    /// commit off, when every batch commits durably.
+    log: Option<LogLink>,
+    checkpoint_every: Duration,
+}
+
+struct LogLink {
+    tx: Sender<Sealed>,
+    thread: JoinHandle<()>,
+    last_checkpoint: Instant,
+    bytes_since: usize,
+    /// Whether some batch since the last checkpoint is durable only in the log.
+    pending: bool,
+}
+
+impl WriterState {
+    /// How long the writer may wait for work before a checkpoint is due; `None` when
+    /// nothing waits for one.
+    fn checkpoint_wait(&self) -> Option<Duration> {
+        let log = self.log.as_ref().filter(|l| l.pending)?;
+        Some(
+            self.checkpoint_every
+                .saturating_sub(log.last_checkpoint.elapsed()),
+        )
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| {
+            l.pending
+                && (l.bytes_since >= CHECKPOINT_BYTES
+                    || l.last_checkpoint.elapsed() >= self.checkpoint_every)
+        })
+    }
+}
+
+fn writer_loop(shared: &Arc<Shared>, rx: &Receiver<Job>, max_batch: usize, mut w: WriterState) {
     // `recv` keeps returning queued jobs after the senders are gone, so closing drains the
     // queue before the loop ends.
     // A job that must run alone ends the batch being gathered and waits here for its turn.
@@ -762,13 +874,23 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => break,
-            },
+            None => {
+                let next = match w.checkpoint_wait() {
+                    Some(wait) => rx.recv_timeout(wait),
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match next {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        run_batch(shared, Vec::new(), &mut w, false);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
         };
         if first.cmd.needs_own_transaction() {
-            run_batch(shared, vec![first], &ids, &mut next_seq, true);
+            run_batch(shared, vec![first], &mut w, true);
             continue;
         }
         let mut batch = vec![first];
@@ -782,24 +904,78 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Job>, max_batch: usize, mut next_s
                 Err(_) => break,
             }
         }
-        run_batch(shared, batch, &ids, &mut next_seq, false);
+        run_batch(shared, batch, &mut w, false);
     }
+    // Closing: a last checkpoint, so the redb file alone holds everything and the next open
+    // replays nothing.
+    if w.log.as_ref().is_some_and(|l| l.pending) {
+        run_batch(shared, Vec::new(), &mut w, false);
+    }
+    if let Some(log) = w.log.take() {
+        drop(log.tx);
+        if log.thread.join().is_err() {
+            tracing::error!("the write-ahead log thread panicked");
+        }
+    }
+}
+
+/// A committed (or failed) batch on its way to its callers.
+struct Finished {
+    /// The batch's number (see [`wal`]).
+    number: u64,
+    /// Whether the batch committed anything; `Err` with the reason when its transaction
+    /// failed, which fails every command in it.
+    wrote: Result<bool, String>,
+    results: Vec<(StampedReply, Result<Outcome, Error>)>,
+    /// What the batch changed, for the commit observer.
+    changed: Vec<(Id, Stamp)>,
+    everything: Option<Stamp>,
+    accounts_changed: bool,
+    first_stamp: Stamp,
+    /// The newest event's sequence number after the batch.
+    head: u64,
+}
+
+/// A batch handed to the log thread.
+struct Sealed {
+    /// The framed redo record, empty when the batch wrote nothing or committed durably.
+    bytes: Vec<u8>,
+    /// Whether the batch's redb commit was durable: everything before it is on disk.
+    checkpoint: bool,
+    finished: Finished,
 }
 
 /// Applies a batch in one transaction and commits it. With `alone` (a single job that must
 /// be all-or-nothing) a failed job aborts the transaction instead, taking back whatever it
-/// wrote before failing.
-fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut u64, alone: bool) {
-    let start_seq = *next_seq;
+/// wrote before failing. An empty batch is a checkpoint.
+///
+/// With the log on, a batch of record writes commits without durability and its callers hear
+/// back once the log thread has synced its redo record; any other batch commits durably.
+fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool) {
+    if shared.durability.failed() {
+        for job in batch {
+            (job.reply)(Err(log_failed()), 0);
+        }
+        return;
+    }
+    let start_seq = w.next_seq;
+    w.batch += 1;
+    let number = w.batch;
     let accounts_changed = batch.iter().any(|j| j.cmd.touches_accounts());
-    let first_stamp = shared.committed.load(Ordering::Relaxed) + 1;
+    let logged = w.log.is_some() && !batch.is_empty() && batch.iter().all(|j| j.cmd.is_logged());
+    let durable = !logged || w.checkpoint_due();
+    let first_stamp = w.next_stamp;
     let mut results: Vec<(StampedReply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
-    // What the batch changed, for the commit observer.
     let mut changed: Vec<(Id, Stamp)> = Vec::new();
     let mut everything = None;
+    let mut redo = Vec::new();
     let committed = (|| -> Result<bool, Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
-        let txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
+        let mut txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Redb(redb::Error::from(e)))?;
+        }
         let hook = shared
             .hook
             .read()
@@ -812,8 +988,8 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     now: shared.clock.now(),
                     backdated: false,
                     actor: &job.actor,
-                    ids,
-                    next_seq,
+                    ids: &w.ids,
+                    next_seq: &mut w.next_seq,
                     hook: hook.as_deref(),
                     depth: 0,
                     access: None,
@@ -851,18 +1027,136 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                 }
                 results.push((job.reply, result));
             }
+            if !durable {
+                redo = tables.redo.take();
+            }
         }
         if alone && results.iter().any(|(_, r)| r.is_err()) {
             txn.abort()?;
             return Ok(false);
         }
+        txn.open_table(META)?
+            .insert(wal::BATCH_KEY, number.to_le_bytes().as_slice())?;
+        if w.log.is_some() {
+            // Before the commit: a reader that sees this batch also sees its number, and
+            // waits for the log to sync it (see `Store::reader`).
+            shared.durability.publish_visible(number);
+        }
         txn.commit()?;
         Ok(true)
     })();
-    match committed {
+    let wrote = match committed {
+        Ok(wrote) => Ok(wrote),
+        Err(e) => Err(e.to_string()),
+    };
+    if wrote == Ok(true) {
+        w.next_stamp += results.len() as Stamp;
+    } else {
+        w.next_seq = start_seq;
+    }
+    let finished = Finished {
+        number,
+        wrote,
+        results,
+        changed,
+        everything,
+        accounts_changed,
+        first_stamp,
+        head: w.next_seq - 1,
+    };
+    let Some(log) = w.log.as_mut() else {
+        finish(shared, finished);
+        return;
+    };
+    let bytes = if finished.wrote == Ok(true) && !durable {
+        log.pending = true;
+        let framed = wal::frame(number, &redo);
+        log.bytes_since += framed.len();
+        framed
+    } else {
+        Vec::new()
+    };
+    let checkpoint = durable && finished.wrote == Ok(true);
+    if checkpoint {
+        log.pending = false;
+        log.bytes_since = 0;
+        log.last_checkpoint = Instant::now();
+    }
+    let sealed = Sealed {
+        bytes,
+        checkpoint,
+        finished,
+    };
+    if let Err(mpsc::SendError(sealed)) = log.tx.send(sealed) {
+        // The log thread is gone (it panicked): nothing more can become durable.
+        shared.durability.fail();
+        fail_all(sealed.finished);
+    }
+}
+
+fn log_failed() -> Error {
+    Error::Store(StoreError::Corrupt {
+        what: "write-ahead log".to_owned(),
+        reason: "a write could not be made durable; restart the server".to_owned(),
+    })
+}
+
+/// Answers every command of a batch that could not be made durable with an error.
+fn fail_all(finished: Finished) {
+    for (reply, _) in finished.results {
+        reply(Err(log_failed()), 0);
+    }
+}
+
+/// The log thread: appends the redo records waiting, syncs once for all of them, then lets
+/// their batches finish; empties the file after each checkpoint.
+fn log_loop(shared: &Shared, mut file: wal::LogFile, rx: &Receiver<Sealed>) {
+    wal::on_log_thread();
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        // A durable checkpoint holds everything before it, so what the file holds is no
+        // longer needed, and neither are the records of the batches before it here.
+        let last_checkpoint = group.iter().rposition(|s| s.checkpoint);
+        let after = last_checkpoint.map_or(0, |i| i + 1);
+        let mut bytes = Vec::with_capacity(group[after..].iter().map(|s| s.bytes.len()).sum());
+        for sealed in &group[after..] {
+            bytes.extend_from_slice(&sealed.bytes);
+        }
+        let io = (|| -> std::io::Result<()> {
+            if last_checkpoint.is_some() {
+                file.checkpointed();
+            }
+            if !bytes.is_empty() {
+                file.append_synced(&bytes)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = &io {
+            tracing::error!(error = %e, path = %file.path().display(), "cannot write the write-ahead log; refusing writes until restarted");
+        }
+        for (i, sealed) in group.into_iter().enumerate() {
+            if (io.is_err() && i >= after) || shared.durability.failed() {
+                shared.durability.fail();
+                fail_all(sealed.finished);
+            } else {
+                finish(shared, sealed.finished);
+            }
+        }
+    }
+    if let Err(e) = file.close() {
+        tracing::warn!(error = %e, "cannot empty the write-ahead log after the last checkpoint");
+    }
+}
+
+/// Lets a durable batch's callers and observers hear of it, in commit order.
+fn finish(shared: &Shared, f: Finished) {
+    match f.wrote {
         Ok(wrote) => {
             if wrote {
-                if accounts_changed {
+                if f.accounts_changed {
                     // Before the replies: whoever was told their token exists can use it.
                     reload_directory(shared);
                 }
@@ -873,26 +1167,26 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, ids: &IdGenerator, next_seq: &mut
                     .clone();
                 if let Some(observer) = observer {
                     observer(&Committed {
-                        records: &changed,
-                        everything,
+                        records: &f.changed,
+                        everything: f.everything,
                     });
                 }
-                let last = first_stamp + results.len() as Stamp - 1;
+                let last = f.first_stamp + f.results.len() as Stamp - 1;
                 shared.committed.store(last, Ordering::Release);
-                let mut head = shared.head.lock().unwrap_or_else(|p| p.into_inner());
-                *head = *next_seq - 1;
-                shared.head_moved.notify_all();
-            } else {
-                *next_seq = start_seq;
             }
-            for (i, (reply, result)) in results.into_iter().enumerate() {
-                reply(result, first_stamp + i as Stamp);
+            shared.durability.publish_durable(f.number);
+            if wrote {
+                let mut head = shared.head.lock().unwrap_or_else(|p| p.into_inner());
+                *head = f.head;
+                shared.head_moved.notify_all();
+            }
+            for (i, (reply, result)) in f.results.into_iter().enumerate() {
+                reply(result, f.first_stamp + i as Stamp);
             }
         }
-        Err(e) => {
-            *next_seq = start_seq;
-            let message = e.to_string();
-            for (reply, _) in results {
+        Err(message) => {
+            shared.durability.publish_durable(f.number);
+            for (reply, _) in f.results {
                 reply(
                     Err(Error::Store(StoreError::Corrupt {
                         what: "write batch".to_owned(),

@@ -196,8 +196,15 @@ impl Tables<'_> {
 
     pub(super) fn remove_scores_of(&mut self, id: Id) -> Result<(), Error> {
         let raw = id.as_u128();
-        let mut scores = self.txn.open_table(tables::SCORES)?;
-        scores.retain_in((raw, "")..(raw, "\u{10FFFF}"), |_, _| false)?;
+        let mut scores = self.scores()?;
+        // Removed key by key (not `retain_in`) so each removal reaches the log.
+        let mut keys = Vec::new();
+        for entry in scores.range((raw, "")..(raw, "\u{10FFFF}"))? {
+            keys.push(entry?.0.value().1.to_owned());
+        }
+        for key in keys {
+            scores.remove((raw, key.as_str()))?;
+        }
         self.touched.push(id);
         Ok(())
     }

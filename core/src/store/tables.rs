@@ -30,7 +30,13 @@
 //! | `tokens` | token id `u128` | MessagePack token (SHA-256 of the secret, never the secret) |
 //! | `sessions` | SHA-256 of the session secret | MessagePack session |
 //!
-//! `meta` also holds `org_settings` (MessagePack organisation settings) once they are set.
+//! `meta` also holds `org_settings` (MessagePack organisation settings) once they are set,
+//! and `wal_batch` (u64 little-endian): the number of the newest batch the file holds, which
+//! tells replay where the write-ahead log (`kith.wal`, see `store::wal`) takes over.
+//!
+//! Format history: 2 added the write-ahead log beside the file (the tables are unchanged, so
+//! opening a version-1 file only rewrites the number); a version-1 build must not open a
+//! version-2 directory, since it would ignore the log.
 
 use redb::TableDefinition;
 use serde::Serialize;
@@ -41,7 +47,7 @@ use crate::error::StoreError;
 
 /// The on-disk format this build writes. Bump it with every incompatible change and teach
 /// `Store::open` to migrate from the previous one.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Database-wide settings, starting with the format version.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -1,12 +1,12 @@
 //! Unit tests of the store: validation, uniqueness, index consistency against an in-memory
-//! model, cascading deletes, group commit, the event log, reopening, format versions, list
-//! queries and timelines.
+//! model, cascading deletes, group commit, the event log, reopening, crash recovery through
+//! the write-ahead log, format versions, list queries and timelines.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::{Duration, TimeZone, Utc};
 use rand::rngs::StdRng;
@@ -14,6 +14,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
 use super::tables::{FORMAT_KEY, FORMAT_VERSION, META};
+use super::wal::WAL_FILE;
 use super::{Command, DB_FILE, Input, Outcome, Store, StoreConfig};
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::custom::{FieldType, NewFieldDef};
@@ -71,6 +72,7 @@ fn open_store(dir: &Path, clock: &Arc<ManualClock>, max_batch: usize) -> Result<
         dir: dir.to_path_buf(),
         clock: clock.clone(),
         max_batch,
+        checkpoint_every: super::CHECKPOINT_EVERY,
     })
 }
 
@@ -1867,19 +1869,20 @@ fn execute_all_fails_only_the_invalid_commands() {
 fn invalid_commands_inside_one_batch_fail_alone() {
     let fx = Fixture::with_batch(4096);
     let s = &fx.store;
-    // Park the writer inside the reply of a first command, so everything queued meanwhile
-    // lands in one batch.
+    // Park the writer inside the write of a first command (a company, which a gate hook holds
+    // up), so everything queued meanwhile lands in the next batch, all together.
     let (entered_tx, entered_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
+    s.set_write_hook(Some(Arc::new(Gate {
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    })));
     s.submit(
-        create_cmd(Contact, &[("first_name", text("Gate"))]),
+        create_cmd(Company, &[("name", text("Gate"))]),
         ACTOR,
-        Box::new(move |r| {
-            let _ = entered_tx.send(r.is_ok());
-            let _ = release_rx.recv();
-        }),
+        Box::new(|r| assert!(r.is_ok(), "the gate command failed: {r:?}")),
     );
-    assert!(entered_rx.recv().unwrap(), "the gate command failed");
+    entered_rx.recv().unwrap();
     let (cmds, expects): (Vec<Command>, Vec<Expect>) =
         batch_with_two_bad_commands().into_iter().unzip();
     let mut replies = Vec::new();
@@ -1890,7 +1893,7 @@ fn invalid_commands_inside_one_batch_fail_alone() {
             cmd,
             ACTOR,
             Box::new(move |r| {
-                // Replies run after the batch commits, so each sees the whole batch.
+                // Replies run after the batch is durable, so each sees the whole batch.
                 let _ = tx.send((r, reader.last_event_seq().ok()));
             }),
         );
@@ -1908,6 +1911,29 @@ fn invalid_commands_inside_one_batch_fail_alone() {
         results.push(res);
     }
     check_batch_results(s, &expects, results, 2);
+}
+
+/// A write hook that holds up the writer in the first company write until released.
+struct Gate {
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl crate::plugin::WriteHook for Gate {
+    fn applies_to(&self, kind: EntityKind) -> bool {
+        kind == Company
+    }
+
+    fn before_write(
+        &self,
+        _record: &AnyRecord,
+        _before: Option<&AnyRecord>,
+        _now: Timestamp,
+    ) -> Result<BTreeMap<String, Value>, Error> {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.release.lock().unwrap().recv();
+        Ok(BTreeMap::new())
+    }
 }
 
 #[test]
@@ -2191,9 +2217,186 @@ fn a_directory_in_use_is_refused() {
     assert_eq!(fx.store.last_event_seq().unwrap(), 1);
 }
 
-// ---------------------------------------------------------------------------------------
-// 9. Queries
-// ---------------------------------------------------------------------------------------
+/// Copies the store's files as they are on disk now, into a new directory: what a crash at
+/// this moment would leave behind (the redb file at its last durable commit, the log as
+/// synced).
+fn crash_copy(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for name in [DB_FILE, WAL_FILE] {
+        std::fs::copy(from.join(name), to.path().join(name)).unwrap();
+    }
+    to
+}
+
+/// A store whose checkpoints wait for its close (or a command outside the record path), so
+/// everything else is durable only through the log.
+fn open_logging(dir: &Path, clock: &Arc<ManualClock>) -> Store {
+    open_checkpointing(dir, clock, std::time::Duration::from_secs(3600))
+}
+
+/// A store with group commit (so the log) on, checkpointing at most `every`.
+fn open_checkpointing(dir: &Path, clock: &Arc<ManualClock>, every: std::time::Duration) -> Store {
+    Store::open(StoreConfig {
+        dir: dir.to_path_buf(),
+        clock: clock.clone(),
+        max_batch: 64,
+        checkpoint_every: every,
+    })
+    .unwrap()
+}
+
+fn contacts_in_redb_alone(dir: &Path) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let db = redb::Database::create(dir.join(DB_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    txn.open_table(super::tables::records(Contact))
+        .unwrap()
+        .len()
+        .unwrap()
+}
+
+#[test]
+fn a_crash_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = open_logging(dir.path(), &clock);
+    // A field definition commits durably: a checkpoint. Everything after it is in the log.
+    define(&store, Contact, field_def("tier", FieldType::Text)).unwrap();
+    let ada = create(&store, Contact, &[("first_name", text("Ada"))]).unwrap();
+    clock.advance(Duration::milliseconds(1));
+    let cmds = (0..200)
+        .map(|i| Command::Create {
+            kind: Contact,
+            input: custom_input(
+                &[
+                    ("first_name", text(&format!("Load{i}"))),
+                    ("email", text(&format!("load{i}@example.com"))),
+                ],
+                &[("tier", text("gold"))],
+            ),
+        })
+        .collect();
+    let made: Vec<AnyRecord> = store
+        .execute_all(cmds, ACTOR)
+        .into_iter()
+        .map(|r| record(r.unwrap()))
+        .collect();
+    let ada = update(&store, Contact, ada.id(), &[("title", text("CEO"))]).unwrap();
+    delete(&store, Contact, made[7].id()).unwrap();
+
+    let crashed = crash_copy(dir.path());
+    assert!(
+        std::fs::metadata(crashed.path().join(WAL_FILE))
+            .unwrap()
+            .len()
+            > 0,
+        "the writes since the checkpoint are in the log"
+    );
+    {
+        // The redb file alone went back to the checkpoint: it has none of the contacts.
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(crashed.path().join(DB_FILE), copy.path().join(DB_FILE)).unwrap();
+        assert_eq!(contacts_in_redb_alone(copy.path()), 0);
+    }
+
+    let after = open_store(crashed.path(), &clock, 16).unwrap();
+    assert_eq!(after.get(Contact, ada.id()).unwrap(), ada);
+    for (i, r) in made.iter().enumerate() {
+        if i == 7 {
+            assert!(matches!(
+                after.get(Contact, r.id()),
+                Err(Error::NotFound { .. })
+            ));
+        } else {
+            assert_eq!(&after.get(Contact, r.id()).unwrap(), r);
+        }
+    }
+    assert_consistent(&after);
+    assert_eq!(
+        after.last_event_seq().unwrap(),
+        store.last_event_seq().unwrap()
+    );
+    // The replay was checkpointed and the log emptied: the redb file alone has it all now.
+    after.close();
+    drop(after);
+    assert_eq!(
+        std::fs::metadata(crashed.path().join(WAL_FILE))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(contacts_in_redb_alone(crashed.path()), 200);
+    store.close();
+}
+
+#[test]
+fn a_torn_log_tail_is_dropped_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = open_logging(dir.path(), &clock);
+    let ada = create(&store, Contact, &[("first_name", text("Ada"))]).unwrap();
+    let crashed = crash_copy(dir.path());
+    // A write cut short by the crash: half a record, then garbage.
+    let wal = crashed.path().join(WAL_FILE);
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let whole = bytes.len();
+    bytes.extend_from_within(..whole / 2);
+    bytes.extend_from_slice(&[0xff; 7]);
+    std::fs::write(&wal, bytes).unwrap();
+
+    let after = open_store(crashed.path(), &clock, 16).unwrap();
+    assert_eq!(after.get(Contact, ada.id()).unwrap(), ada);
+    assert_eq!(after.last_event_seq().unwrap(), 1);
+    // New writes continue the sequence, and survive a reopen.
+    let bob = create(&after, Contact, &[("first_name", text("Bob"))]).unwrap();
+    after.close();
+    drop(after);
+    let again = open_store(crashed.path(), &clock, 16).unwrap();
+    assert_eq!(again.get(Contact, bob.id()).unwrap(), bob);
+    assert_eq!(again.last_event_seq().unwrap(), 2);
+    again.close();
+    store.close();
+}
+
+#[test]
+fn closing_checkpoints_so_the_log_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = open_logging(dir.path(), &clock);
+    let ada = create(&store, Contact, &[("first_name", text("Ada"))]).unwrap();
+    assert!(std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() > 0);
+    store.close();
+    drop(store);
+    assert_eq!(
+        std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len(),
+        0
+    );
+    assert_eq!(contacts_in_redb_alone(dir.path()), 1);
+    let store = open_store(dir.path(), &clock, 1).unwrap();
+    assert_eq!(store.get(Contact, ada.id()).unwrap(), ada);
+    store.close();
+}
+
+#[test]
+fn an_idle_writer_checkpoints_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = open_checkpointing(dir.path(), &clock, std::time::Duration::from_millis(20));
+    create(&store, Contact, &[("first_name", text("Ada"))]).unwrap();
+    // No timing assertion: wait (up to a minute) until what a crash would leave holds the
+    // contact in the redb file alone.
+    let mut waited = 0;
+    loop {
+        let crashed = crash_copy(dir.path());
+        if contacts_in_redb_alone(crashed.path()) == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        waited += 1;
+        assert!(waited < 3000, "the log was never checkpointed");
+    }
+    store.close();
+}
 
 #[test]
 fn default_list_pages_newest_first_without_gaps() {

@@ -9,9 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
-use super::tables::{self, decode, encode};
+use super::tables::{decode, encode};
+use super::wal::{Logged, Opener, Redo};
 use crate::clock::Timestamp;
 use crate::custom::{self, FieldDef, NewFieldDef};
 use crate::entity::{
@@ -221,6 +222,19 @@ impl Command {
         }
     }
 
+    /// Whether every write it makes goes through the write path's logged tables (see
+    /// [`super::wal`]), so a batch of such commands can be made durable by its redo record
+    /// alone: record creates, updates and deletes. Anything else commits durably.
+    pub fn is_logged(&self) -> bool {
+        match self {
+            Command::Create { .. } | Command::Update { .. } | Command::Delete { .. } => true,
+            Command::Scoped { command, .. } | Command::Backdated { command, .. } => {
+                command.is_logged()
+            }
+            _ => false,
+        }
+    }
+
     /// Whether it changes accounts (users, teams, tokens, sessions, settings), after which the
     /// store's in-memory [`crate::account::Directory`] is rebuilt.
     pub fn touches_accounts(&self) -> bool {
@@ -273,15 +287,18 @@ pub(crate) struct Tables<'t> {
     /// The transaction, for tables only some commands need (plugins, scores): they are
     /// opened on use rather than by every batch.
     pub(super) txn: &'t WriteTransaction,
-    records: Vec<Table<'t, u128, &'static [u8]>>,
-    unique: Table<'t, (&'static str, &'static str), u128>,
-    text: Table<'t, (&'static str, &'static str, u128), ()>,
-    refs: Table<'t, (u128, i64, u128), u8>,
-    time: Table<'t, (&'static str, i64, u128), ()>,
-    events: Table<'t, u64, &'static [u8]>,
-    events_by_record: Table<'t, (u128, u64), ()>,
-    pub(super) fields: Table<'t, (&'static str, &'static str), &'static [u8]>,
-    pipelines: Table<'t, &'static str, &'static [u8]>,
+    records: Vec<Logged<'t, u128, &'static [u8]>>,
+    unique: Logged<'t, (&'static str, &'static str), u128>,
+    text: Logged<'t, (&'static str, &'static str, u128), ()>,
+    refs: Logged<'t, (u128, i64, u128), u8>,
+    time: Logged<'t, (&'static str, i64, u128), ()>,
+    events: Logged<'t, u64, &'static [u8]>,
+    events_by_record: Logged<'t, (u128, u64), ()>,
+    pub(super) fields: Logged<'t, (&'static str, &'static str), &'static [u8]>,
+    pipelines: Logged<'t, &'static str, &'static [u8]>,
+    /// The redo record of the batch: every change made through the tables above (see
+    /// [`super::wal`]).
+    pub(super) redo: Redo,
     /// Custom field definitions read so far in this batch, by kind. Every create and update
     /// needs them, and only commands that change definitions change them (and clear it).
     pub(super) defs: BTreeMap<EntityKind, Rc<[FieldDef]>>,
@@ -314,32 +331,46 @@ pub(crate) struct Ctx<'a> {
 
 impl<'t> Tables<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, Error> {
+        let open = Opener {
+            txn,
+            redo: Redo::default(),
+        };
         let mut records = Vec::with_capacity(EntityKind::ALL.len());
         for kind in EntityKind::ALL {
-            records.push(txn.open_table(tables::records(kind))?);
+            records.push(open.records(kind)?);
         }
         Ok(Tables {
             txn,
             records,
-            unique: txn.open_table(tables::UNIQUE)?,
-            text: txn.open_table(tables::TEXT)?,
-            refs: txn.open_table(tables::REFS)?,
-            time: txn.open_table(tables::TIME)?,
-            events: txn.open_table(tables::EVENTS)?,
-            events_by_record: txn.open_table(tables::EVENTS_BY_RECORD)?,
-            fields: txn.open_table(tables::FIELD_DEFS)?,
-            pipelines: txn.open_table(tables::PIPELINES)?,
+            unique: open.unique()?,
+            text: open.text()?,
+            refs: open.refs()?,
+            time: open.time()?,
+            events: open.events()?,
+            events_by_record: open.events_by_record()?,
+            fields: open.field_defs()?,
+            pipelines: open.pipelines()?,
+            redo: open.redo,
             defs: BTreeMap::new(),
             touched: Vec::new(),
             owners: Default::default(),
         })
     }
 
-    pub(super) fn table(&self, kind: EntityKind) -> &Table<'t, u128, &'static [u8]> {
+    /// Opens the scores table, logging into this batch's redo record.
+    pub(super) fn scores(&self) -> Result<Logged<'t, (u128, &'static str), &'static [u8]>, Error> {
+        let open = Opener {
+            txn: self.txn,
+            redo: self.redo.clone(),
+        };
+        Ok(open.scores()?)
+    }
+
+    pub(super) fn table(&self, kind: EntityKind) -> &Logged<'t, u128, &'static [u8]> {
         &self.records[usize::from(kind.tag() - 1)]
     }
 
-    fn table_mut(&mut self, kind: EntityKind) -> &mut Table<'t, u128, &'static [u8]> {
+    fn table_mut(&mut self, kind: EntityKind) -> &mut Logged<'t, u128, &'static [u8]> {
         &mut self.records[usize::from(kind.tag() - 1)]
     }
 
@@ -354,7 +385,7 @@ impl<'t> Tables<'t> {
         if let Some(defs) = self.defs.get(&kind) {
             return Ok(defs.clone());
         }
-        let defs: Rc<[FieldDef]> = super::read::field_defs(&self.fields, kind)?.into();
+        let defs: Rc<[FieldDef]> = super::read::field_defs(&*self.fields, kind)?.into();
         self.defs.insert(kind, defs.clone());
         Ok(defs)
     }
