@@ -355,6 +355,16 @@ fn main() {
                 single.rate()
             );
         }
+        if let Some(noop) = &noop {
+            // The machine's speed varies by the minute on a shared host; this proportion
+            // varies less than the absolute rates.
+            println!(
+                "durable creates run at {:.0}% of the no-op request rate ({:.0} vs {:.0} /s)",
+                100.0 * creates.rate() / noop.rate(),
+                creates.rate(),
+                noop.rate()
+            );
+        }
         if let (Some(gets), Some(noop)) = (&gets, &noop) {
             println!(
                 "get by id runs at {:.0}% of the no-op request rate ({:.0} vs {:.0} /s)",
