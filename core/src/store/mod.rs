@@ -157,6 +157,15 @@ impl Writer {
     fn close(&self) {
         self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // A reply or observer may hold the last handle: the writer joins the log thread, so
+        // neither thread may wait for the writer. It finishes on its own once the queue is gone.
+        if wal::is_log_thread()
+            || handle
+                .as_ref()
+                .is_some_and(|h| h.thread().id() == std::thread::current().id())
+        {
+            return;
+        }
         if let Some(h) = handle
             && h.join().is_err()
         {
@@ -963,7 +972,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
     let number = w.batch;
     let accounts_changed = batch.iter().any(|j| j.cmd.touches_accounts());
     let logged = w.log.is_some() && !batch.is_empty() && batch.iter().all(|j| j.cmd.is_logged());
-    let durable = !logged || w.checkpoint_due();
+    let mut durable = !logged || w.checkpoint_due();
     let first_stamp = w.next_stamp;
     let mut results: Vec<(StampedReply, Result<Outcome, Error>)> = Vec::with_capacity(batch.len());
     let mut changed: Vec<(Id, Stamp)> = Vec::new();
@@ -1031,6 +1040,13 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
                 redo = tables.redo.take();
             }
         }
+        if !durable && redo.len() > wal::MAX_RECORD {
+            // Too big for one log record: this batch is a checkpoint instead.
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(|e| StoreError::Redb(redb::Error::from(e)))?;
+            durable = true;
+            redo.clear();
+        }
         if alone && results.iter().any(|(_, r)| r.is_err()) {
             txn.abort()?;
             return Ok(false);
@@ -1080,6 +1096,9 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
     if checkpoint {
         log.pending = false;
         log.bytes_since = 0;
+    }
+    if durable {
+        // Also after a failed checkpoint: the next try waits its turn rather than spinning.
         log.last_checkpoint = Instant::now();
     }
     let sealed = Sealed {
@@ -1097,7 +1116,9 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
 fn log_failed() -> Error {
     Error::Store(StoreError::Corrupt {
         what: "write-ahead log".to_owned(),
-        reason: "a write could not be made durable; restart the server".to_owned(),
+        reason: "the write-ahead log could not be written, so whether this write was kept is \
+                 unknown; restart the server and check"
+            .to_owned(),
     })
 }
 
@@ -1112,6 +1133,9 @@ fn fail_all(finished: Finished) {
 /// their batches finish; empties the file after each checkpoint.
 fn log_loop(shared: &Shared, mut file: wal::LogFile, rx: &Receiver<Sealed>) {
     wal::on_log_thread();
+    // Should a reply or an observer panic, nothing after it could become durable: readers
+    // waiting for durability must hear so rather than wait for ever.
+    let _fail_on_panic = wal::FailOnPanic(&shared.durability);
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while let Ok(more) = rx.try_recv() {

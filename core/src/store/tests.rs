@@ -2378,6 +2378,45 @@ fn closing_checkpoints_so_the_log_is_empty() {
 }
 
 #[test]
+fn a_reply_may_drop_the_last_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = open_logging(dir.path(), &clock);
+    let held = store.clone();
+    let (tx, rx) = mpsc::channel();
+    store.submit(
+        create_cmd(Contact, &[("first_name", text("Ada"))]),
+        ACTOR,
+        Box::new(move |r| {
+            // The reply runs on the log thread; the test's handle is gone by now, most likely,
+            // so this closes the store from there.
+            drop(held);
+            let _ = tx.send(r.is_ok());
+        }),
+    );
+    drop(store);
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(60)),
+        Ok(true),
+        "the reply never ran to its end"
+    );
+    // The store closes on its own and releases the file.
+    let mut waited = 0;
+    let reopened = loop {
+        match open_store(dir.path(), &clock, 16) {
+            Ok(s) => break s,
+            Err(StoreError::InUse { .. }) if waited < 3000 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                waited += 1;
+            }
+            Err(e) => panic!("cannot reopen: {e}"),
+        }
+    };
+    assert_eq!(reopened.counts().unwrap()[0], (Contact, 1));
+    reopened.close();
+}
+
+#[test]
 fn an_idle_writer_checkpoints_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(t0()));

@@ -50,6 +50,10 @@ pub(super) const BATCH_KEY: &str = "wal_batch";
 /// Bytes of record header before the ops: length, CRC, batch number.
 const HEADER: usize = 16;
 
+/// The largest redo record a batch may log; a batch that wrote more commits durably instead
+/// (the length field is 32 bits, and replay reads a record whole).
+pub(super) const MAX_RECORD: usize = 256 << 20;
+
 // The log's table tags. Record tables use their kind's tag (1 to 6).
 const UNIQUE: u8 = 20;
 const TEXT: u8 = 21;
@@ -377,6 +381,22 @@ pub(super) fn on_log_thread() {
     ON_LOG_THREAD.set(true);
 }
 
+/// Whether the calling thread is the log thread.
+pub(super) fn is_log_thread() -> bool {
+    ON_LOG_THREAD.get()
+}
+
+/// Marks the log failed if the thread holding it unwinds.
+pub(super) struct FailOnPanic<'a>(pub &'a Durability);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail();
+        }
+    }
+}
+
 /// How far batches have got: published by the writer (visible) and the log thread (durable),
 /// waited on by readers.
 #[derive(Default)]
@@ -488,6 +508,16 @@ impl LogFile {
                 what: "cannot open the write-ahead log",
                 source,
             })?;
+        // The file is new: its name must be on disk before any record in it counts.
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| StoreError::Directory {
+                    path: dir.to_owned(),
+                    what: "cannot sync the data directory",
+                    source,
+                })?;
+        }
         Ok(LogFile {
             file,
             path: path.to_owned(),
