@@ -992,7 +992,8 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
             .clone();
         {
             let mut tables = Tables::open(&txn)?;
-            for job in batch {
+            let mut jobs = batch.into_iter();
+            while let Some(job) = jobs.next() {
                 let mut ctx = Ctx {
                     now: shared.clock.now(),
                     backdated: false,
@@ -1029,6 +1030,11 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
                             reason: reason.clone(),
                         })),
                     ));
+                    // The jobs not yet applied fail with the batch (their results are
+                    // replaced by its error), rather than going unanswered.
+                    for rest in jobs {
+                        results.push((rest.reply, Err(Error::ShuttingDown)));
+                    }
                     return Err(Error::Store(StoreError::Corrupt {
                         what: "write batch".to_owned(),
                         reason,
