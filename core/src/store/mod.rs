@@ -991,7 +991,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, !durable)?;
             let mut jobs = batch.into_iter();
             while let Some(job) = jobs.next() {
                 let mut ctx = Ctx {
@@ -1043,7 +1043,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
                 results.push((job.reply, result));
             }
             if !durable {
-                redo = tables.redo.take();
+                redo = tables.redo.as_ref().map(|r| r.take()).unwrap_or_default();
             }
         }
         if !durable && redo.len() > wal::MAX_RECORD {

@@ -65,8 +65,9 @@ const FIELD_DEFS: u8 = 26;
 const PIPELINES: u8 = 27;
 const SCORES: u8 = 28;
 
-/// The redo record of the batch being applied, shared by its [`Logged`] tables.
-pub(crate) type Redo = Rc<RefCell<Vec<u8>>>;
+/// The redo record of the batch being applied, shared by its [`Logged`] tables; `None` when
+/// the batch commits durably and needs none (so nothing is recorded for it).
+pub(crate) type Redo = Option<Rc<RefCell<Vec<u8>>>>;
 
 /// A table of the write path whose every change is also written to the batch's redo record.
 /// Reads go straight to the table (through `Deref`); a change can only be made through
@@ -92,8 +93,8 @@ impl<K: Key + 'static, V: Value + 'static> Logged<'_, K, V> {
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<Option<AccessGuard<'_, V>>, StorageError> {
-        {
-            let mut redo = self.redo.borrow_mut();
+        if let Some(redo) = &self.redo {
+            let mut redo = redo.borrow_mut();
             redo.push(self.tag);
             redo.push(1);
             push_bytes(&mut redo, K::as_bytes(key.borrow()).as_ref());
@@ -107,8 +108,8 @@ impl<K: Key + 'static, V: Value + 'static> Logged<'_, K, V> {
         &mut self,
         key: impl Borrow<K::SelfType<'a>>,
     ) -> Result<Option<AccessGuard<'_, V>>, StorageError> {
-        {
-            let mut redo = self.redo.borrow_mut();
+        if let Some(redo) = &self.redo {
+            let mut redo = redo.borrow_mut();
             redo.push(self.tag);
             redo.push(0);
             push_bytes(&mut redo, K::as_bytes(key.borrow()).as_ref());

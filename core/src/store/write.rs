@@ -330,10 +330,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'t> Tables<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, Error> {
+    /// Opens the write path's tables; with `logging`, they record a redo record.
+    pub(crate) fn open(txn: &'t WriteTransaction, logging: bool) -> Result<Self, Error> {
         let open = Opener {
             txn,
-            redo: Redo::default(),
+            redo: logging.then(Default::default),
         };
         let mut records = Vec::with_capacity(EntityKind::ALL.len());
         for kind in EntityKind::ALL {
