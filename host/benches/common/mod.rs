@@ -89,6 +89,31 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The server's process id.
+    #[allow(dead_code)] // Not every benchmark measures the server's CPU.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time the threads of process `pid` (this one when `None`) have run so far, in
+/// nanoseconds (Linux's per-thread scheduler statistics); `None` where the system does not
+/// expose them. Threads that already ended are not counted.
+#[allow(dead_code)] // Not every benchmark measures CPU.
+pub fn cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let tasks = match pid {
+        Some(pid) => format!("/proc/{pid}/task"),
+        None => "/proc/self/task".to_owned(),
+    };
+    let mut total = 0;
+    for task in std::fs::read_dir(tasks).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGTERM would be gentler, but the data directory is thrown away anyway.
