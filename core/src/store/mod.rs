@@ -28,7 +28,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -251,13 +251,15 @@ impl Store {
         let log = if max_batch > 1 {
             let file = wal::LogFile::open(&wal_path)?;
             let (tx, rx) = mpsc::channel();
+            let (spare_tx, spare) = mpsc::sync_channel(SPARE_BUFFERS);
             let log_shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name("kith-log".to_owned())
-                .spawn(move || log_loop(&log_shared, file, &rx))
+                .spawn(move || log_loop(&log_shared, file, &rx, &spare_tx))
                 .map_err(thread_error)?;
             Some(LogLink {
                 tx,
+                spare,
                 thread,
                 last_checkpoint: Instant::now(),
                 bytes_since: 0,
@@ -830,6 +832,11 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// ...and once this many bytes went to the log since the last checkpoint.
 const CHECKPOINT_BYTES: usize = 64 << 20;
 
+/// How many written redo buffers the log thread keeps for the writer to build records in...
+const SPARE_BUFFERS: usize = 4;
+/// ...and the largest it keeps: a rare huge batch should not pin its memory for ever.
+const SPARE_MAX: usize = 4 << 20;
+
 /// What the writer thread carries from batch to batch.
 struct WriterState {
     /// One generator for the writer's whole life: ids made within one millisecond stay in
@@ -848,6 +855,8 @@ struct WriterState {
 
 struct LogLink {
     tx: Sender<Sealed>,
+    /// Buffers of records the log thread has written, for the next batches' redo records.
+    spare: Receiver<Vec<u8>>,
     thread: JoinHandle<()>,
     last_checkpoint: Instant,
     bytes_since: usize,
@@ -978,6 +987,12 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
     let mut changed: Vec<(Id, Stamp)> = Vec::new();
     let mut everything = None;
     let mut redo = Vec::new();
+    let mut redo_buf = (!durable).then(|| {
+        w.log
+            .as_ref()
+            .and_then(|l| l.spare.try_recv().ok())
+            .unwrap_or_default()
+    });
     let committed = (|| -> Result<bool, Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
         let mut txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
@@ -991,7 +1006,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         {
-            let mut tables = Tables::open(&txn, !durable)?;
+            let mut tables = Tables::open(&txn, redo_buf.take())?;
             let mut jobs = batch.into_iter();
             while let Some(job) = jobs.next() {
                 let mut ctx = Ctx {
@@ -1046,7 +1061,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
                 redo = tables.redo.as_ref().map(|r| r.take()).unwrap_or_default();
             }
         }
-        if !durable && redo.len() > wal::MAX_RECORD {
+        if !durable && wal::ops_len(&redo) > wal::MAX_RECORD {
             // Too big for one log record: this batch is a checkpoint instead.
             txn.set_durability(redb::Durability::Immediate)
                 .map_err(|e| StoreError::Redb(redb::Error::from(e)))?;
@@ -1092,7 +1107,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
     };
     let bytes = if finished.wrote == Ok(true) && !durable {
         log.pending = true;
-        let framed = wal::frame(number, &redo);
+        let framed = wal::seal(number, redo);
         log.bytes_since += framed.len();
         framed
     } else {
@@ -1137,7 +1152,12 @@ fn fail_all(finished: Finished) {
 
 /// The log thread: appends the redo records waiting, syncs once for all of them, then lets
 /// their batches finish; empties the file after each checkpoint.
-fn log_loop(shared: &Shared, mut file: wal::LogFile, rx: &Receiver<Sealed>) {
+fn log_loop(
+    shared: &Shared,
+    mut file: wal::LogFile,
+    rx: &Receiver<Sealed>,
+    spare: &SyncSender<Vec<u8>>,
+) {
     wal::on_log_thread();
     // Should a reply or an observer panic, nothing after it could become durable: readers
     // waiting for durability must hear so rather than wait for ever.
@@ -1151,19 +1171,36 @@ fn log_loop(shared: &Shared, mut file: wal::LogFile, rx: &Receiver<Sealed>) {
         // longer needed, and neither are the records of the batches before it here.
         let last_checkpoint = group.iter().rposition(|s| s.checkpoint);
         let after = last_checkpoint.map_or(0, |i| i + 1);
-        let mut bytes = Vec::with_capacity(group[after..].iter().map(|s| s.bytes.len()).sum());
-        for sealed in &group[after..] {
-            bytes.extend_from_slice(&sealed.bytes);
-        }
+        let buffers: Vec<Vec<u8>> = group
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.bytes))
+            .collect();
+        // Most groups hold one record: it is written as it is, without a copy.
+        let joined;
+        let mut written = buffers[after..].iter().filter(|b| !b.is_empty());
+        let bytes: &[u8] = match (written.next(), written.next()) {
+            (None, _) => &[],
+            (Some(one), None) => one,
+            _ => {
+                joined = buffers[after..].concat();
+                &joined
+            }
+        };
         let io = (|| -> std::io::Result<()> {
             if last_checkpoint.is_some() {
                 file.checkpointed();
             }
             if !bytes.is_empty() {
-                file.append_synced(&bytes)?;
+                file.append_synced(bytes)?;
             }
             Ok(())
         })();
+        for buffer in buffers {
+            if buffer.capacity() > 0 && buffer.capacity() <= SPARE_MAX {
+                // A full rack means the writer has enough; this one is simply freed.
+                let _ = spare.try_send(buffer);
+            }
+        }
         if let Err(e) = &io {
             tracing::error!(error = %e, path = %file.path().display(), "cannot write the write-ahead log; refusing writes until restarted");
         }

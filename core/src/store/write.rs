@@ -330,11 +330,12 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'t> Tables<'t> {
-    /// Opens the write path's tables; with `logging`, they record a redo record.
-    pub(crate) fn open(txn: &'t WriteTransaction, logging: bool) -> Result<Self, Error> {
+    /// Opens the write path's tables; given a buffer, they record a redo record in it (see
+    /// [`super::wal::begin`]).
+    pub(crate) fn open(txn: &'t WriteTransaction, redo: Option<Vec<u8>>) -> Result<Self, Error> {
         let open = Opener {
             txn,
-            redo: logging.then(Default::default),
+            redo: redo.map(|buf| Rc::new(std::cell::RefCell::new(super::wal::begin(buf)))),
         };
         let mut records = Vec::with_capacity(EntityKind::ALL.len());
         for kind in EntityKind::ALL {
