@@ -328,8 +328,10 @@ macro_rules! entity {
             /// Time-ordered UUID (v7), assigned by Kith.
             pub id: Id,
             /// When the record was created.
+            #[serde(with = "crate::clock::rfc3339")]
             pub created_at: Timestamp,
             /// When the record last changed.
+            #[serde(with = "crate::clock::rfc3339")]
             pub updated_at: Timestamp,
             /// The user who owns the record.
             #[serde(default)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::entity::EntityKind;
+use crate::entity::{EntityKind, Record};
 use crate::id::Id;
 use crate::value::Value;
 
@@ -50,6 +50,7 @@ pub struct Event {
     /// Who made the change (a user id, `api`, `demo`, later a plugin id).
     pub actor: String,
     /// When.
+    #[serde(with = "crate::clock::rfc3339")]
     pub at: Timestamp,
     /// How many plugin reactions led here: 0 for a change a person (or the API) made, one
     /// more than the triggering event's for a change a workflow plugin's action made.
@@ -64,18 +65,30 @@ fn is_zero(d: &u8) -> bool {
 /// Fields whose change is bookkeeping, not news: left out of event diffs.
 const NOT_DIFFED: &[&str] = &["updated_at"];
 
-/// The changes of a record's creation from its field map: every non-empty field, from `null`
-/// (what [`diff`] against an empty map gives, without copying the values).
-pub fn created(after: BTreeMap<String, Value>) -> Vec<FieldChange> {
-    after
+/// The changes of a record's creation: every non-empty field, from `null`, in field-name order
+/// (what [`diff`] of an empty map against [`crate::entity::field_map`] gives, without building
+/// that map: this runs on every create, inside the writer).
+pub fn created<R: Record>(r: &R) -> Vec<FieldChange> {
+    let change = |field: String, after: Value| FieldChange {
+        field,
+        before: Value::default(),
+        after,
+    };
+    let mut out: Vec<FieldChange> = r
+        .values()
         .into_iter()
-        .filter(|(k, v)| !NOT_DIFFED.contains(&k.as_str()) && !v.is_empty())
-        .map(|(field, after)| FieldChange {
-            field,
-            before: Value::default(),
-            after,
-        })
-        .collect()
+        .filter(|(k, v)| !NOT_DIFFED.contains(k) && !v.is_empty())
+        .map(|(k, v)| change(k.to_owned(), v))
+        .collect();
+    out.extend(
+        r.custom()
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| change(format!("custom.{k}"), v.clone())),
+    );
+    // Field names are unique, so this is the field map's order.
+    out.sort_unstable_by(|a, b| a.field.cmp(&b.field));
+    out
 }
 
 /// The changed fields between two field maps (see [`crate::entity::field_map`]).
@@ -105,19 +118,34 @@ mod tests {
 
     #[test]
     fn created_is_the_diff_from_nothing() {
-        let after: BTreeMap<String, Value> = [
-            ("first_name", Value::Text("Ada".to_owned())),
-            ("email", Value::Null),
-            ("title", Value::Text(String::new())),
-            ("tags", Value::List(Vec::new())),
-            ("updated_at", Value::Text("2026-01-01T00:00:00Z".to_owned())),
-            ("custom.tier", Value::Text("gold".to_owned())),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let by_diff = diff(&BTreeMap::new(), &after);
-        assert_eq!(created(after), by_diff);
-        assert_eq!(by_diff.len(), 2, "{by_diff:?}");
+        use crate::entity::{Contact, field_map};
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("in range");
+        let mut r = Contact::blank(Id::from_u128(9), now);
+        assert_eq!(created(&r), diff(&BTreeMap::new(), &field_map(&r)));
+        r.first_name = "Ada".to_owned();
+        r.title = Some(String::new());
+        r.tags = vec!["vip".to_owned()];
+        r.owner = Some("u1".to_owned());
+        r.custom
+            .insert("tier".to_owned(), Value::Text("gold".to_owned()));
+        r.custom
+            .insert("a_blank".to_owned(), Value::Text("  ".to_owned()));
+        r.custom.insert("zz".to_owned(), Value::Integer(3));
+        let by_diff = diff(&BTreeMap::new(), &field_map(&r));
+        assert_eq!(created(&r), by_diff);
+        let names: Vec<&str> = by_diff.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "created_at",
+                "custom.tier",
+                "custom.zz",
+                "first_name",
+                "id",
+                "lifecycle_stage",
+                "owner",
+                "tags"
+            ]
+        );
     }
 }

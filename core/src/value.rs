@@ -150,7 +150,9 @@ impl fmt::Display for Value {
 }
 
 /// The binary (storage) form: an externally tagged enum that round-trips every variant.
-#[derive(Serialize, Deserialize)]
+/// Written through [`TaggedRef`].
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 enum Tagged {
     N,
     B(bool),
@@ -178,20 +180,36 @@ impl Serialize for Value {
                 Value::List(items) => items.serialize(s),
             }
         } else {
-            let tagged = match self {
-                Value::Null => Tagged::N,
-                Value::Bool(b) => Tagged::B(*b),
-                Value::Integer(i) => Tagged::I(*i),
-                Value::Number(d) => Tagged::D(*d),
-                Value::Text(t) => Tagged::T(t.clone()),
-                Value::Date(d) => Tagged::Dt(*d),
-                Value::DateTime(t) => Tagged::Ts(*t),
-                Value::Ref(id) => Tagged::R(*id),
-                Value::List(items) => Tagged::L(items.clone()),
-            };
-            tagged.serialize(s)
+            match self {
+                Value::Null => TaggedRef::N,
+                Value::Bool(b) => TaggedRef::B(*b),
+                Value::Integer(i) => TaggedRef::I(*i),
+                Value::Number(d) => TaggedRef::D(d),
+                Value::Text(t) => TaggedRef::T(t),
+                Value::Date(d) => TaggedRef::Dt(d),
+                Value::DateTime(t) => TaggedRef::Ts(t),
+                Value::Ref(id) => TaggedRef::R(id),
+                Value::List(items) => TaggedRef::L(items),
+            }
+            .serialize(s)
         }
     }
+}
+
+/// [`Tagged`] as written: the same enum, borrowing the value instead of copying its text or
+/// list (values are written on every store of a record and of its event).
+#[derive(Serialize)]
+#[serde(rename = "Tagged")]
+enum TaggedRef<'a> {
+    N,
+    B(bool),
+    I(i64),
+    D(&'a Decimal),
+    T(&'a str),
+    Dt(&'a NaiveDate),
+    Ts(#[serde(with = "crate::clock::rfc3339")] &'a Timestamp),
+    R(&'a Id),
+    L(&'a [Value]),
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -285,5 +303,48 @@ impl<'de> Visitor<'de> for PlainVisitor {
         Err(de::Error::custom(
             "an object is not a field value (expected text, number, boolean, null or a list)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values are stored as the owning [`Tagged`] enum always wrote them, and read back equal.
+    #[test]
+    fn stored_values_keep_their_bytes() {
+        let t = chrono::DateTime::from_timestamp(1_780_000_000, 123_456_000).expect("in range");
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Integer(-42),
+            Value::Number(Decimal::new(1999, 2)),
+            Value::Text("Ada".to_owned()),
+            Value::Date(NaiveDate::from_ymd_opt(2026, 12, 4).expect("a date")),
+            Value::DateTime(t),
+            Value::Ref(Id::from_u128(7)),
+            Value::List(vec![Value::Text("a".to_owned()), Value::Integer(1)]),
+        ];
+        for v in values {
+            let owned = match v.clone() {
+                Value::Null => Tagged::N,
+                Value::Bool(b) => Tagged::B(b),
+                Value::Integer(i) => Tagged::I(i),
+                Value::Number(d) => Tagged::D(d),
+                Value::Text(t) => Tagged::T(t),
+                Value::Date(d) => Tagged::Dt(d),
+                Value::DateTime(t) => Tagged::Ts(t),
+                Value::Ref(id) => Tagged::R(id),
+                Value::List(l) => Tagged::L(l),
+            };
+            let bytes = rmp_serde::to_vec_named(&v).expect("encodes");
+            assert_eq!(
+                bytes,
+                rmp_serde::to_vec_named(&owned).expect("encodes"),
+                "{v:?}"
+            );
+            let back: Value = rmp_serde::from_slice(&bytes).expect("decodes");
+            assert_eq!(back, v);
+        }
     }
 }

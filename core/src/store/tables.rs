@@ -128,6 +128,16 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     })
 }
 
+/// Encodes a value for storage into `buf` (emptied first), so the write path can reuse one
+/// buffer instead of growing a fresh one for every record and event it stores.
+pub fn encode_into<T: Serialize>(buf: &mut Vec<u8>, v: &T) -> Result<(), StoreError> {
+    buf.clear();
+    rmp_serde::encode::write_named(buf, v).map_err(|e| StoreError::Corrupt {
+        what: "value to store".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 /// Decodes a stored value; `what` names it in the error.
 pub fn decode<T: DeserializeOwned>(
     bytes: &[u8],

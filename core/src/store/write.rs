@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::tables::{decode, encode};
+use super::tables::{decode, encode, encode_into};
 use super::wal::{Logged, Opener, Redo};
 use crate::clock::Timestamp;
 use crate::custom::{self, FieldDef, NewFieldDef};
@@ -309,6 +309,9 @@ pub(crate) struct Tables<'t> {
     /// create in a batch names the same few users. Cleared by commands that change accounts.
     pub(super) owners:
         std::cell::RefCell<std::collections::HashMap<String, (String, Option<String>)>>,
+    /// Where records and events are encoded before they are stored (reused, see
+    /// [`encode_into`]).
+    scratch: Vec<u8>,
 }
 
 /// Per-batch state the writer threads through every command.
@@ -356,6 +359,7 @@ impl<'t> Tables<'t> {
             defs: BTreeMap::new(),
             touched: Vec::new(),
             owners: Default::default(),
+            scratch: Vec::with_capacity(1024),
         })
     }
 
@@ -527,7 +531,7 @@ impl<'t> Tables<'t> {
         // Validation is complete: from here on only storage errors can occur.
         self.put(&r)?;
         self.add_keys(R::KIND, id, &keys)?;
-        let changes = event::created(field_map(&r));
+        let changes = event::created(&r);
         self.append(ctx, R::KIND, id, Operation::Created, changes)?;
         Ok(r)
     }
@@ -743,9 +747,10 @@ impl<'t> Tables<'t> {
     }
 
     fn put<R: Record>(&mut self, r: &R) -> Result<(), Error> {
-        let bytes = encode(r)?;
-        self.table_mut(R::KIND)
-            .insert(r.id().as_u128(), bytes.as_slice())?;
+        encode_into(&mut self.scratch, r)?;
+        // The table by field rather than `table_mut`, so the buffer may stay borrowed.
+        self.records[usize::from(R::KIND.tag() - 1)]
+            .insert(r.id().as_u128(), self.scratch.as_slice())?;
         Ok(())
     }
 
@@ -824,8 +829,8 @@ impl<'t> Tables<'t> {
             at: ctx.now,
             depth: ctx.depth,
         };
-        let bytes = encode(&event)?;
-        self.events.insert(seq, bytes.as_slice())?;
+        encode_into(&mut self.scratch, &event)?;
+        self.events.insert(seq, self.scratch.as_slice())?;
         self.events_by_record.insert((id.as_u128(), seq), ())?;
         *ctx.next_seq += 1;
         self.touched.push(id);
