@@ -2412,3 +2412,36 @@ fn an_owner_moved_to_another_team_mid_batch_gives_later_records_the_new_team() {
     assert_eq!(team(&after), s("west"));
     assert_eq!(owner(&after), sid(&u));
 }
+
+#[test]
+fn an_owner_moved_to_another_team_between_batches_gives_later_records_the_new_team() {
+    // The writer also remembers resolved owners from batch to batch; a later batch that
+    // changes accounts must make it look again.
+    let f = Fixture::new();
+    f.team("east", "East");
+    f.team("west", "West");
+    let u = f.user("mover@example.com", Role::Agent, Some("east"));
+    let owned = |name: &str| Command::Create {
+        kind: EntityKind::Contact,
+        input: Input::with([
+            ("first_name", text(name)),
+            ("owner", text("mover@example.com")),
+        ]),
+    };
+    let before = record(f.store.execute(owned("Before"), "test").unwrap());
+    f.store
+        .execute(
+            Command::UpdateUser {
+                id: u.id,
+                changes: UserChanges {
+                    team: Some(Some("west".to_owned())),
+                    ..UserChanges::default()
+                },
+            },
+            "test",
+        )
+        .unwrap();
+    let after = record(f.store.execute(owned("After"), "test").unwrap());
+    assert_eq!(team(&before), s("east"));
+    assert_eq!(team(&after), s("west"));
+}

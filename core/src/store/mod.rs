@@ -40,7 +40,7 @@ pub use self::delivery::TimerSummary;
 use self::read::Reader;
 use self::tables::{FORMAT_KEY, FORMAT_VERSION, META, encode};
 pub use self::write::{Command, Input, Outcome};
-use self::write::{Ctx, Tables};
+use self::write::{Ctx, OwnerMemo, Tables};
 use crate::account::{Access, Directory};
 use crate::clock::Timestamp;
 use crate::clock::{Clock, SystemClock};
@@ -273,6 +273,7 @@ impl Store {
             next_seq,
             next_stamp: 1,
             batch,
+            owners: OwnerMemo::new(),
             log,
             checkpoint_every: config.checkpoint_every,
         };
@@ -832,6 +833,9 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// ...and once this many bytes went to the log since the last checkpoint.
 const CHECKPOINT_BYTES: usize = 64 << 20;
 
+/// The most resolved owners the writer keeps between batches.
+const OWNER_MEMO_MAX: usize = 4096;
+
 /// How many written redo buffers the log thread keeps for the writer to build records in...
 const SPARE_BUFFERS: usize = 4;
 /// ...and the largest it keeps: a rare huge batch should not pin its memory for ever.
@@ -847,6 +851,8 @@ struct WriterState {
     next_stamp: Stamp,
     /// The number of the newest batch begun (see [`wal`]).
     batch: u64,
+    /// Owners resolved by earlier batches (see [`OwnerMemo`]).
+    owners: OwnerMemo,
     /// The log thread and what it has been sent since the last checkpoint; `None` with group
     /// commit off, when every batch commits durably.
     log: Option<LogLink>,
@@ -993,6 +999,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
             .and_then(|l| l.spare.try_recv().ok())
             .unwrap_or_default()
     });
+    let mut owners = std::mem::take(&mut w.owners);
     let committed = (|| -> Result<bool, Error> {
         let db = shared.db.read().unwrap_or_else(|p| p.into_inner());
         let mut txn = db.as_ref().ok_or(Error::ShuttingDown)?.begin_write()?;
@@ -1006,7 +1013,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         {
-            let mut tables = Tables::open(&txn, redo_buf.take())?;
+            let mut tables = Tables::open(&txn, redo_buf.take(), std::mem::take(&mut owners))?;
             let mut jobs = batch.into_iter();
             while let Some(job) = jobs.next() {
                 let mut ctx = Ctx {
@@ -1060,6 +1067,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
             if !durable {
                 redo = tables.redo.as_ref().map(|r| r.take()).unwrap_or_default();
             }
+            owners = tables.owners.take();
         }
         if !durable && wal::ops_len(&redo) > wal::MAX_RECORD {
             // Too big for one log record: this batch is a checkpoint instead.
@@ -1086,6 +1094,11 @@ fn run_batch(shared: &Shared, batch: Vec<Job>, w: &mut WriterState, alone: bool)
         Ok(wrote) => Ok(wrote),
         Err(e) => Err(e.to_string()),
     };
+    // Kept only from a committed batch (an aborted one may have resolved users it made), and
+    // bounded, so an import naming many owners does not keep them all for good.
+    if wrote == Ok(true) && owners.len() <= OWNER_MEMO_MAX {
+        w.owners = owners;
+    }
     if wrote == Ok(true) {
         w.next_stamp += results.len() as Stamp;
     } else {

@@ -305,14 +305,17 @@ pub(crate) struct Tables<'t> {
     /// Records whose stored form or scores the current command changed (drained by the
     /// writer after each command, for the commit observer).
     pub(super) touched: Vec<Id>,
-    /// Owners resolved so far in this batch (as given → user id and team): nearly every
-    /// create in a batch names the same few users. Cleared by commands that change accounts.
-    pub(super) owners:
-        std::cell::RefCell<std::collections::HashMap<String, (String, Option<String>)>>,
+    /// Owners resolved so far (see [`OwnerMemo`]).
+    pub(super) owners: std::cell::RefCell<OwnerMemo>,
     /// Where records and events are encoded before they are stored (reused, see
     /// [`encode_into`]).
     scratch: Vec<u8>,
 }
+
+/// Owners already resolved (as given → user id and team): nearly every create names one of
+/// a few users. The writer keeps it from batch to batch; commands that change accounts clear
+/// it, and so does a batch that did not commit (it may have resolved users that batch made).
+pub(crate) type OwnerMemo = std::collections::HashMap<String, (String, Option<String>)>;
 
 /// Per-batch state the writer threads through every command.
 pub(crate) struct Ctx<'a> {
@@ -334,8 +337,12 @@ pub(crate) struct Ctx<'a> {
 
 impl<'t> Tables<'t> {
     /// Opens the write path's tables; given a buffer, they record a redo record in it (see
-    /// [`super::wal::begin`]).
-    pub(crate) fn open(txn: &'t WriteTransaction, redo: Option<Vec<u8>>) -> Result<Self, Error> {
+    /// [`super::wal::begin`]). `owners` is what earlier batches resolved.
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        redo: Option<Vec<u8>>,
+        owners: OwnerMemo,
+    ) -> Result<Self, Error> {
         let open = Opener {
             txn,
             redo: redo.map(|buf| Rc::new(std::cell::RefCell::new(super::wal::begin(buf)))),
@@ -358,7 +365,7 @@ impl<'t> Tables<'t> {
             redo: open.redo,
             defs: BTreeMap::new(),
             touched: Vec::new(),
-            owners: Default::default(),
+            owners: std::cell::RefCell::new(owners),
             scratch: Vec::with_capacity(1024),
         })
     }
