@@ -184,7 +184,7 @@ impl Tables<'_> {
         let mut scores = self.txn.open_table(tables::SCORES)?;
         for (id, score) in batch.scores {
             // A record deleted since it was scored keeps no score.
-            if self.table(batch.kind).get(id.as_u128())?.is_none() {
+            if self.table(batch.kind)?.get(id.as_u128())?.is_none() {
                 continue;
             }
             let bytes = encode(&score)?;

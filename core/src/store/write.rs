@@ -6,6 +6,7 @@
 //! the rest of its batch commits. Only a storage error can fail between writes, and that
 //! aborts the whole transaction.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -287,15 +288,18 @@ pub(crate) struct Tables<'t> {
     /// The transaction, for tables only some commands need (plugins, scores): they are
     /// opened on use rather than by every batch.
     pub(super) txn: &'t WriteTransaction,
-    records: Vec<Logged<'t, u128, &'static [u8]>>,
-    unique: Logged<'t, (&'static str, &'static str), u128>,
-    text: Logged<'t, (&'static str, &'static str, u128), ()>,
-    refs: Logged<'t, (u128, i64, u128), u8>,
-    time: Logged<'t, (&'static str, i64, u128), ()>,
+    // The record tables and the indexes only some commands touch are opened on first use: a
+    // batch of contact creates would otherwise open (and close, at commit) a dozen tables it
+    // never reads, which was a tenth of a small batch's cost.
+    records: Vec<OnceCell<Logged<'t, u128, &'static [u8]>>>,
+    unique: OnceCell<Logged<'t, (&'static str, &'static str), u128>>,
+    text: OnceCell<Logged<'t, (&'static str, &'static str, u128), ()>>,
+    refs: OnceCell<Logged<'t, (u128, i64, u128), u8>>,
+    time: OnceCell<Logged<'t, (&'static str, i64, u128), ()>>,
+    pipelines: OnceCell<Logged<'t, &'static str, &'static [u8]>>,
     events: Logged<'t, u64, &'static [u8]>,
     events_by_record: Logged<'t, (u128, u64), ()>,
     pub(super) fields: Logged<'t, (&'static str, &'static str), &'static [u8]>,
-    pipelines: Logged<'t, &'static str, &'static [u8]>,
     /// The redo record of the batch: every change made through the tables above (see
     /// [`super::wal`]).
     pub(super) redo: Redo,
@@ -347,21 +351,17 @@ impl<'t> Tables<'t> {
             txn,
             redo: redo.map(|buf| Rc::new(std::cell::RefCell::new(super::wal::begin(buf)))),
         };
-        let mut records = Vec::with_capacity(EntityKind::ALL.len());
-        for kind in EntityKind::ALL {
-            records.push(open.records(kind)?);
-        }
         Ok(Tables {
             txn,
-            records,
-            unique: open.unique()?,
-            text: open.text()?,
-            refs: open.refs()?,
-            time: open.time()?,
+            records: EntityKind::ALL.iter().map(|_| OnceCell::new()).collect(),
+            unique: OnceCell::new(),
+            text: OnceCell::new(),
+            refs: OnceCell::new(),
+            time: OnceCell::new(),
+            pipelines: OnceCell::new(),
             events: open.events()?,
             events_by_record: open.events_by_record()?,
             fields: open.field_defs()?,
-            pipelines: open.pipelines()?,
             redo: open.redo,
             defs: BTreeMap::new(),
             touched: Vec::new(),
@@ -370,25 +370,82 @@ impl<'t> Tables<'t> {
         })
     }
 
-    /// Opens the scores table, logging into this batch's redo record.
-    pub(super) fn scores(&self) -> Result<Logged<'t, (u128, &'static str), &'static [u8]>, Error> {
-        let open = Opener {
+    /// Opens tables, logging into this batch's redo record.
+    fn opener(&self) -> Opener<'t> {
+        Opener {
             txn: self.txn,
             redo: self.redo.clone(),
-        };
-        Ok(open.scores()?)
+        }
     }
 
-    pub(super) fn table(&self, kind: EntityKind) -> &Logged<'t, u128, &'static [u8]> {
-        &self.records[usize::from(kind.tag() - 1)]
+    /// Opens the scores table, logging into this batch's redo record.
+    pub(super) fn scores(&self) -> Result<Logged<'t, (u128, &'static str), &'static [u8]>, Error> {
+        Ok(self.opener().scores()?)
     }
 
-    fn table_mut(&mut self, kind: EntityKind) -> &mut Logged<'t, u128, &'static [u8]> {
-        &mut self.records[usize::from(kind.tag() - 1)]
+    pub(super) fn table(
+        &self,
+        kind: EntityKind,
+    ) -> Result<&Logged<'t, u128, &'static [u8]>, Error> {
+        let cell = &self.records[usize::from(kind.tag() - 1)];
+        opened(cell, || self.opener().records(kind))
+    }
+
+    fn table_mut(
+        &mut self,
+        kind: EntityKind,
+    ) -> Result<&mut Logged<'t, u128, &'static [u8]>, Error> {
+        let open = self.opener();
+        opened_mut(&mut self.records[usize::from(kind.tag() - 1)], || {
+            open.records(kind)
+        })
+    }
+
+    fn unique(&self) -> Result<&Logged<'t, (&'static str, &'static str), u128>, Error> {
+        opened(&self.unique, || self.opener().unique())
+    }
+
+    fn unique_mut(&mut self) -> Result<&mut Logged<'t, (&'static str, &'static str), u128>, Error> {
+        let open = self.opener();
+        opened_mut(&mut self.unique, || open.unique())
+    }
+
+    fn text(&self) -> Result<&Logged<'t, (&'static str, &'static str, u128), ()>, Error> {
+        opened(&self.text, || self.opener().text())
+    }
+
+    fn text_mut(
+        &mut self,
+    ) -> Result<&mut Logged<'t, (&'static str, &'static str, u128), ()>, Error> {
+        let open = self.opener();
+        opened_mut(&mut self.text, || open.text())
+    }
+
+    fn refs(&self) -> Result<&Logged<'t, (u128, i64, u128), u8>, Error> {
+        opened(&self.refs, || self.opener().refs())
+    }
+
+    fn refs_mut(&mut self) -> Result<&mut Logged<'t, (u128, i64, u128), u8>, Error> {
+        let open = self.opener();
+        opened_mut(&mut self.refs, || open.refs())
+    }
+
+    fn time_mut(&mut self) -> Result<&mut Logged<'t, (&'static str, i64, u128), ()>, Error> {
+        let open = self.opener();
+        opened_mut(&mut self.time, || open.time())
+    }
+
+    fn pipelines(&self) -> Result<&Logged<'t, &'static str, &'static [u8]>, Error> {
+        opened(&self.pipelines, || self.opener().pipelines())
+    }
+
+    fn pipelines_mut(&mut self) -> Result<&mut Logged<'t, &'static str, &'static [u8]>, Error> {
+        let open = self.opener();
+        opened_mut(&mut self.pipelines, || open.pipelines())
     }
 
     pub(super) fn load<R: Record>(&self, id: Id) -> Result<Option<R>, Error> {
-        match self.table(R::KIND).get(id.as_u128())? {
+        match self.table(R::KIND)?.get(id.as_u128())? {
             Some(bytes) => Ok(Some(decode(bytes.value(), || format!("{} {id}", R::KIND))?)),
             None => Ok(None),
         }
@@ -620,7 +677,7 @@ impl<'t> Tables<'t> {
     }
 
     fn delete(&mut self, kind: EntityKind, id: Id, ctx: &mut Ctx<'_>) -> Result<(), Error> {
-        if self.table(kind).get(id.as_u128())?.is_none() {
+        if self.table(kind)?.get(id.as_u128())?.is_none() {
             return Err(Error::NotFound { kind, id });
         }
         if ctx.access.is_some() {
@@ -642,7 +699,7 @@ impl<'t> Tables<'t> {
             }
             let mut referrers = Vec::new();
             for entry in self
-                .refs
+                .refs()?
                 .range((id.as_u128(), i64::MIN, 0)..=(id.as_u128(), i64::MAX, u128::MAX))?
             {
                 let (key, tag) = entry?;
@@ -672,7 +729,7 @@ impl<'t> Tables<'t> {
             return Ok(());
         };
         let keys = all_index_keys(&before);
-        self.table_mut(R::KIND).remove(id.as_u128())?;
+        self.table_mut(R::KIND)?.remove(id.as_u128())?;
         self.remove_keys(R::KIND, id, &keys)?;
         self.remove_scores_of(id)?;
         let changes = event::diff(&field_map(&before), &BTreeMap::new());
@@ -685,7 +742,7 @@ impl<'t> Tables<'t> {
     fn referrers_of(&self, target: Id) -> Result<Vec<(EntityKind, Id)>, Error> {
         let mut out = Vec::new();
         for entry in self
-            .refs
+            .refs()?
             .range((target.as_u128(), i64::MIN, 0)..=(target.as_u128(), i64::MAX, u128::MAX))?
         {
             let (key, tag) = entry?;
@@ -733,7 +790,7 @@ impl<'t> Tables<'t> {
     fn check_unique(&self, keys: &[IndexKey], id: Id, ctx: &Ctx<'_>) -> Result<(), Error> {
         for key in keys {
             if let IndexKey::Unique { index, value } = key
-                && let Some(holder) = self.unique.get((*index, value.as_str()))?
+                && let Some(holder) = self.unique()?.get((*index, value.as_str()))?
             {
                 let holder = Id::from_u128(holder.value());
                 if holder != id {
@@ -755,9 +812,12 @@ impl<'t> Tables<'t> {
 
     fn put<R: Record>(&mut self, r: &R) -> Result<(), Error> {
         encode_into(&mut self.scratch, r)?;
-        // The table by field rather than `table_mut`, so the buffer may stay borrowed.
-        self.records[usize::from(R::KIND.tag() - 1)]
-            .insert(r.id().as_u128(), self.scratch.as_slice())?;
+        let open = self.opener();
+        // By field rather than through `table_mut`, so the encoded bytes may stay borrowed.
+        let table = opened_mut(&mut self.records[usize::from(R::KIND.tag() - 1)], || {
+            open.records(R::KIND)
+        })?;
+        table.insert(r.id().as_u128(), self.scratch.as_slice())?;
         Ok(())
     }
 
@@ -779,17 +839,17 @@ impl<'t> Tables<'t> {
         for key in keys {
             match key {
                 IndexKey::Unique { index, value } => {
-                    self.unique.insert((*index, value.as_str()), raw)?;
+                    self.unique_mut()?.insert((*index, value.as_str()), raw)?;
                 }
                 IndexKey::Text { index, value } => {
-                    self.text.insert((*index, value.as_str(), raw), ())?;
+                    self.text_mut()?.insert((*index, value.as_str(), raw), ())?;
                 }
                 IndexKey::Ref { target, time } => {
-                    self.refs
+                    self.refs_mut()?
                         .insert((target.as_u128(), *time, raw), kind.tag())?;
                 }
                 IndexKey::Time { index, time } => {
-                    self.time.insert((*index, *time, raw), ())?;
+                    self.time_mut()?.insert((*index, *time, raw), ())?;
                 }
             }
         }
@@ -801,16 +861,16 @@ impl<'t> Tables<'t> {
         for key in keys {
             match key {
                 IndexKey::Unique { index, value } => {
-                    self.unique.remove((*index, value.as_str()))?;
+                    self.unique_mut()?.remove((*index, value.as_str()))?;
                 }
                 IndexKey::Text { index, value } => {
-                    self.text.remove((*index, value.as_str(), raw))?;
+                    self.text_mut()?.remove((*index, value.as_str(), raw))?;
                 }
                 IndexKey::Ref { target, time } => {
-                    self.refs.remove((target.as_u128(), *time, raw))?;
+                    self.refs_mut()?.remove((target.as_u128(), *time, raw))?;
                 }
                 IndexKey::Time { index, time } => {
-                    self.time.remove((*index, *time, raw))?;
+                    self.time_mut()?.remove((*index, *time, raw))?;
                 }
             }
         }
@@ -907,7 +967,7 @@ impl<'t> Tables<'t> {
 
     fn put_pipeline(&mut self, mut p: Pipeline) -> Result<Outcome, Error> {
         p.validate()?;
-        if let Some(old) = self.pipelines.get(p.key.as_str())? {
+        if let Some(old) = self.pipelines()?.get(p.key.as_str())? {
             let old: Pipeline = decode(old.value(), || format!("pipeline {}", p.key))?;
             // A stage that this pipeline's deals sit in must keep existing, and keep its
             // outcome: deals store the status their stage implied when they were written.
@@ -929,7 +989,8 @@ impl<'t> Tables<'t> {
             }
         }
         let bytes = encode(&p)?;
-        self.pipelines.insert(p.key.as_str(), bytes.as_slice())?;
+        self.pipelines_mut()?
+            .insert(p.key.as_str(), bytes.as_slice())?;
         Ok(Outcome::Pipeline(p))
     }
 
@@ -937,7 +998,7 @@ impl<'t> Tables<'t> {
     /// (so `stage=proposal` filters need no pipeline), hence the check of each hit.
     fn pipeline_has_deals_in(&self, pipeline: &str, stage: &str) -> Result<bool, Error> {
         for entry in self
-            .text
+            .text()?
             .range(("deal.stage", stage, 0)..=("deal.stage", stage, u128::MAX))?
         {
             let id = Id::from_u128(entry?.0.value().2);
@@ -951,13 +1012,36 @@ impl<'t> Tables<'t> {
     }
 }
 
+/// The table in `cell`, opened on first use.
+fn opened<T>(
+    cell: &OnceCell<T>,
+    open: impl FnOnce() -> Result<T, redb::TableError>,
+) -> Result<&T, Error> {
+    if let Some(table) = cell.get() {
+        return Ok(table);
+    }
+    let table = open()?;
+    Ok(cell.get_or_init(|| table))
+}
+
+/// The table in `cell`, opened on first use, to change.
+fn opened_mut<T>(
+    cell: &mut OnceCell<T>,
+    open: impl FnOnce() -> Result<T, redb::TableError>,
+) -> Result<&mut T, Error> {
+    if cell.get().is_none() {
+        let _ = cell.set(open()?);
+    }
+    Ok(cell.get_mut().expect("the cell was filled just above"))
+}
+
 impl Lookup for Tables<'_> {
     fn exists(&self, kind: EntityKind, id: Id) -> Result<bool, Error> {
-        Ok(self.table(kind).get(id.as_u128())?.is_some())
+        Ok(self.table(kind)?.get(id.as_u128())?.is_some())
     }
 
     fn pipeline(&self, key: &str) -> Result<Option<Pipeline>, Error> {
-        match self.pipelines.get(key)? {
+        match self.pipelines()?.get(key)? {
             Some(b) => Ok(Some(decode(b.value(), || format!("pipeline {key}"))?)),
             None => Ok(None),
         }
