@@ -46,9 +46,11 @@ fn tune_allocator() {
 /// zeroed in one fault: in `perf` that zeroing was about a tenth of the writer thread's time,
 /// and how long it took varied tenfold from minute to minute on a shared VM. Databases such as
 /// Redis and MongoDB advise turning huge pages off for the same reason. Measured with the load
-/// benchmark (five alternating 4 s runs of the same build, with and without this):
-/// durable creates went up 19% in median and the server's CPU per create down 8%; GETs by id
-/// were within the noise. The flag is per process and inherited by children, so it changes
+/// benchmark, alternating builds with and without this: durable creates +19% in median and
+/// the server's CPU per create −8% (five 4 s runs each), +4% and −5% (three 5 s runs, a slower
+/// hour). The price is on reads, whose record cache is spread over more, smaller pages: GETs
+/// by id cost 6–7% more server CPU, their rate within the noise. Creates are what a 2-core
+/// server runs out of first. The flag is per process and inherited by children, so it changes
 /// nothing for the rest of the machine.
 fn disable_huge_pages() {
     #[cfg(target_os = "linux")]
