@@ -583,4 +583,15 @@ mod tests {
             "mimalloc v3 documents a purge delay of 1000 ms by default"
         );
     }
+
+    /// The flag is the process's, so reading it back is what the server runs with.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn huge_pages_end_up_off_for_the_process() {
+        super::disable_huge_pages();
+        assert_eq!(
+            rustix::thread::transparent_huge_pages_are_disabled().ok(),
+            Some(true)
+        );
+    }
 }
