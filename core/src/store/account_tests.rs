@@ -2375,32 +2375,47 @@ fn unrestricted_access_sees_everything() {
     ));
 }
 
-#[test]
-fn an_owner_moved_to_another_team_mid_batch_gives_later_records_the_new_team() {
-    // The writer remembers resolved owners for the rest of a batch; a change to accounts in
-    // that batch must make it look again.
+/// A store with teams `east` and `west` and an agent, `mover@example.com`, in `east`.
+fn mover_fixture() -> (Fixture, User) {
     let f = Fixture::new();
     f.team("east", "East");
     f.team("west", "West");
     let u = f.user("mover@example.com", Role::Agent, Some("east"));
-    let owned = |name: &str| Command::Create {
+    (f, u)
+}
+
+/// Creates a contact owned by the mover.
+fn owned_by_mover(name: &str) -> Command {
+    Command::Create {
         kind: EntityKind::Contact,
         input: Input::with([
             ("first_name", text(name)),
             ("owner", text("mover@example.com")),
         ]),
-    };
+    }
+}
+
+/// Moves user `id` to team `west`.
+fn move_to_west(id: Id) -> Command {
+    Command::UpdateUser {
+        id,
+        changes: UserChanges {
+            team: Some(Some("west".to_owned())),
+            ..UserChanges::default()
+        },
+    }
+}
+
+#[test]
+fn an_owner_moved_to_another_team_mid_batch_gives_later_records_the_new_team() {
+    // The writer remembers resolved owners for the rest of a batch; a change to accounts in
+    // that batch must make it look again.
+    let (f, u) = mover_fixture();
     let results = f.store.execute_all(
         vec![
-            owned("Before"),
-            Command::UpdateUser {
-                id: u.id,
-                changes: UserChanges {
-                    team: Some(Some("west".to_owned())),
-                    ..UserChanges::default()
-                },
-            },
-            owned("After"),
+            owned_by_mover("Before"),
+            move_to_west(u.id),
+            owned_by_mover("After"),
         ],
         "test",
     );
@@ -2417,31 +2432,10 @@ fn an_owner_moved_to_another_team_mid_batch_gives_later_records_the_new_team() {
 fn an_owner_moved_to_another_team_between_batches_gives_later_records_the_new_team() {
     // The writer also remembers resolved owners from batch to batch; a later batch that
     // changes accounts must make it look again.
-    let f = Fixture::new();
-    f.team("east", "East");
-    f.team("west", "West");
-    let u = f.user("mover@example.com", Role::Agent, Some("east"));
-    let owned = |name: &str| Command::Create {
-        kind: EntityKind::Contact,
-        input: Input::with([
-            ("first_name", text(name)),
-            ("owner", text("mover@example.com")),
-        ]),
-    };
-    let before = record(f.store.execute(owned("Before"), "test").unwrap());
-    f.store
-        .execute(
-            Command::UpdateUser {
-                id: u.id,
-                changes: UserChanges {
-                    team: Some(Some("west".to_owned())),
-                    ..UserChanges::default()
-                },
-            },
-            "test",
-        )
-        .unwrap();
-    let after = record(f.store.execute(owned("After"), "test").unwrap());
+    let (f, u) = mover_fixture();
+    let before = record(f.store.execute(owned_by_mover("Before"), "test").unwrap());
+    f.store.execute(move_to_west(u.id), "test").unwrap();
+    let after = record(f.store.execute(owned_by_mover("After"), "test").unwrap());
     assert_eq!(team(&before), s("east"));
     assert_eq!(team(&after), s("west"));
 }
