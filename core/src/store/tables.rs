@@ -122,10 +122,9 @@ pub const ORG_SETTINGS_KEY: &str = "org_settings";
 
 /// Encodes a value for storage.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(v).map_err(|e| StoreError::Corrupt {
-        what: "value to store".to_owned(),
-        reason: e.to_string(),
-    })
+    let mut buf = Vec::with_capacity(128);
+    encode_into(&mut buf, v)?;
+    Ok(buf)
 }
 
 /// Encodes a value for storage into `buf` (emptied first), so the write path can reuse one
